@@ -1,0 +1,66 @@
+"""farm: Parsl-style workflows whose workers talk to the driver only through a spool
+directory on a shared filesystem.
+
+    import farm
+    from farm import python_app
+
+    @python_app
+    def add(a, b):
+        return a + b
+
+    with farm.load():            # local pools, spool ./<script>.farm
+        print(add(1, 2).result())
+"""
+
+from __future__ import annotations
+
+import threading
+
+__version__ = "0.1.0"
+
+from farm.apps import bash_app, join_app, python_app  # noqa: E402
+from farm.config import Config  # noqa: E402
+from farm.data import AUTO_LOGNAME, File  # noqa: E402
+from farm.dataflow import AppFuture, DataFlowKernel, DataFuture  # noqa: E402
+from farm.errors import ConfigError  # noqa: E402
+
+_dfk: DataFlowKernel | None = None
+_lock = threading.Lock()
+
+
+def load(config: Config | None = None) -> DataFlowKernel:
+    """Start farm with config (default: SpoolExecutor on local pools, spool
+    ``./<script>.farm``).  Returns the DataFlowKernel, also usable as a context manager."""
+    global _dfk
+    with _lock:
+        if _dfk is not None:
+            raise ConfigError("farm is already loaded; call farm.clear() before loading again")
+        _dfk = DataFlowKernel(config if config is not None else Config())
+        return _dfk
+
+
+def clear() -> None:
+    """Forget the loaded DataFlowKernel (after cleaning it up)."""
+    global _dfk
+    with _lock:
+        if _dfk is not None:
+            _dfk.cleanup()
+        _dfk = None
+
+
+def dfk() -> DataFlowKernel:
+    """The loaded DataFlowKernel."""
+    if _dfk is None:
+        raise ConfigError("no farm config is loaded: call farm.load() (or farm.load(config)) "
+                          "before calling apps")
+    return _dfk
+
+
+def wait_for_current_tasks() -> None:
+    """Block until every task submitted so far has finished."""
+    dfk().wait_for_current_tasks()
+
+
+__all__ = ["AUTO_LOGNAME", "AppFuture", "Config", "DataFlowKernel", "DataFuture", "File",
+           "bash_app", "clear", "dfk", "join_app", "load", "python_app",
+           "wait_for_current_tasks", "__version__"]

@@ -1,0 +1,29 @@
+"""The farm command: one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from farm.cli import pool, status
+from farm.errors import FarmError
+
+COMMANDS = {"pool": pool, "status": status}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="farm", description="Run and inspect farm workflows through their spool.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mod in COMMANDS.values():
+        mod.add_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except FarmError as e:
+        print(f"farm {args.command}: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,50 @@
+"""Config: which executors run apps, and the kernel-wide options."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from farm.errors import ConfigError
+
+# Parsl Config options that farm accepts (so ported scripts run) but has no use for.
+_IGNORED = {"strategy", "strategy_period", "max_idletime", "usage_tracking", "monitoring",
+            "checkpoint_mode", "checkpoint_files", "checkpoint_period", "initialize_logging",
+            "garbage_collect", "internal_tasks_max_threads", "exit_mode", "project_name"}
+
+
+class Config:
+    """What ``farm.load`` needs.
+
+    executors: executors to run apps on (default: one SpoolExecutor with local pools).
+    retries: how much failure a task may cost before it fails for good (each failure costs
+        1, or what retry_handler(exception, task_info) returns).
+    retry_handler: see retries.  It runs in the pool, so it must be picklable.
+    app_cache: allow ``@python_app(cache=True)`` to reuse results of identical calls.
+    run_dir: where the default spool is created (``<run_dir>/<script>.farm``).
+    """
+
+    def __init__(self, executors: list | None = None, retries: int = 0,
+                 retry_handler: Callable[[BaseException, dict], float] | None = None,
+                 app_cache: bool = True, run_dir: str = ".", **parsl_options: Any):
+        unknown = set(parsl_options) - _IGNORED
+        if unknown:
+            raise ConfigError(f"Config got unknown options {sorted(unknown)}")
+        if parsl_options:
+            warnings.warn(f"farm ignores these Parsl Config options: {sorted(parsl_options)}",
+                          stacklevel=2)
+        if not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"Config(retries=...) must be an int >= 0, got {retries!r}")
+        if executors is None:
+            from farm.executors import SpoolExecutor
+            executors = [SpoolExecutor()]
+        self.executors = list(executors)
+        self.retries = retries
+        self.retry_handler = retry_handler
+        self.app_cache = app_cache
+        self.run_dir = run_dir
+
+    def __repr__(self) -> str:
+        return (f"Config(executors={self.executors!r}, retries={self.retries}, "
+                f"app_cache={self.app_cache}, run_dir={self.run_dir!r})")

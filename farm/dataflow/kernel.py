@@ -1,0 +1,275 @@
+"""The DataFlowKernel: turns app calls into tasks, wires futures into dependencies, and
+hands tasks to executors.
+
+Dependencies between tasks of one SpoolExecutor are left to the spool (the graph advances
+without the driver).  Anything else a task waits on (a join app, a task of another
+executor) is awaited here and passed in as a value.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import threading
+from collections import Counter
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor as _Threads
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.data import AUTO_LOGNAME, DepRef, File
+from farm.dataflow.futures import AppFuture, DataFuture
+from farm.dataflow.keys import call_digest, task_key
+from farm.errors import ConfigError, DependencyError
+
+SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    key: str
+    name: str
+    kind: str  # "python" | "bash" | "join"
+    func: Any
+    args: tuple
+    kwargs: dict
+    opts: dict
+    outputs: list
+    executor: Any
+    retries: int = 0
+    retry_handler: Any = None
+    waits_on: list = field(default_factory=list)  # AppFutures this task depends on
+    deps: list = field(default_factory=list)  # keys of deps the executor wires itself
+    future: AppFuture | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.key[:8]}"
+
+
+class DataFlowKernel:
+    """Created by ``farm.load(config)``; usable as a context manager (cleanup on exit)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.executors = {}
+        for ex in config.executors:
+            if ex.label in self.executors:
+                raise ConfigError(f"two executors are labelled {ex.label!r}; labels must differ")
+            self.executors[ex.label] = ex
+        if not self.executors:
+            raise ConfigError("Config(executors=[...]) is empty; give at least one executor")
+        self._lock = threading.Lock()
+        self._ordinals: Counter[bytes] = Counter()
+        self._cached: dict[str, AppFuture] = {}
+        self._live: set[AppFuture] = set()
+        self._joins = _Threads(max_workers=4, thread_name_prefix="farm-join")
+        self._closed = False
+        for ex in self.executors.values():
+            ex.start(self)
+        atexit.register(self.cleanup)
+
+    def __enter__(self) -> DataFlowKernel:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from farm import clear
+        self.cleanup()
+        clear()
+
+    # -- submission ------------------------------------------------------------------------
+
+    def submit(self, app, args: tuple, kwargs: dict) -> AppFuture:
+        if self._closed:
+            raise ConfigError("this DataFlowKernel was cleaned up; call farm.load() again")
+        ex = self._executor_for(app)
+        kwargs = {**{k: v for k, v in app.defaults.items() if k not in kwargs}, **kwargs}
+        hashed = {k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
+        digest = call_digest(app.identity, args, hashed)
+        cache = app.cache and self.config.app_cache
+        with self._lock:
+            if cache:
+                key = task_key(digest, 0)
+                if key in self._cached:
+                    return self._cached[key]
+            else:
+                key = task_key(digest, self._ordinals[digest])
+                self._ordinals[digest] += 1
+        task = self._make_task(app, ex, key, args, kwargs)
+        fut = task.future = AppFuture(task)
+        with self._lock:
+            if cache:
+                self._cached[key] = fut
+            self._live.add(fut)
+        fut.add_done_callback(self._discard)
+        pending = [f for f in task.waits_on if not (task.kind != "join" and ex.native(f))]
+        if not pending:
+            self._launch(task)
+        else:
+            self._when_done(pending, lambda: self._launch(task))
+        return fut
+
+    def _discard(self, fut: Future) -> None:
+        with self._lock:
+            self._live.discard(fut)
+
+    def _executor_for(self, app):
+        if app.executors == "all":
+            return next(iter(self.executors.values()))
+        for label in app.executors:
+            if label in self.executors:
+                return self.executors[label]
+        raise ConfigError(f"app {app.name} asks for executors {app.executors}, but the config "
+                          f"has only {list(self.executors)}")
+
+    def _make_task(self, app, ex, key, args, kwargs) -> TaskRecord:
+        opts: dict[str, Any] = {"cwd": os.getcwd()}
+        walltime = kwargs.get("walltime")
+        if walltime is not None:
+            if not isinstance(walltime, (int, float)) or walltime <= 0:
+                raise ConfigError(f"app {app.name}: walltime must be a positive number of "
+                                  f"seconds, got {walltime!r}")
+            opts["walltime"] = walltime
+        if "walltime" in kwargs and "walltime" not in app.params:
+            kwargs = {k: v for k, v in kwargs.items() if k != "walltime"}
+        outputs = [o if isinstance(o, File) else File(o) for o in kwargs.get("outputs") or []]
+        if "outputs" in kwargs:
+            kwargs["outputs"] = outputs
+        opts["outputs"] = [o.path for o in outputs]
+        opts["inputs"] = [i.path for i in kwargs.get("inputs") or [] if isinstance(i, File)]
+        name = app.name
+        if app.kind == "bash":
+            for stream in ("stdout", "stderr"):
+                spec = kwargs.get(stream)
+                if spec is None:
+                    continue
+                if spec is AUTO_LOGNAME:
+                    spec = (ex.log_path(key, name, stream), "w")
+                elif isinstance(spec, (str, os.PathLike)):
+                    spec = (os.fspath(spec), "a")
+                elif not (isinstance(spec, tuple) and len(spec) == 2):
+                    raise ConfigError(f"bash app {name}: {stream} must be a path, a "
+                                      f"(path, mode) tuple or AUTO_LOGNAME, got {spec!r}")
+                opts[stream] = [os.path.abspath(os.fspath(spec[0])), spec[1]]
+                if stream in app.params:
+                    kwargs[stream] = opts[stream][0]
+        waits_on = []
+        for v in list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []):
+            if isinstance(v, DataFuture):
+                v = v.parent
+            if isinstance(v, AppFuture) and v not in waits_on:
+                waits_on.append(v)
+        return TaskRecord(key=key, name=name, kind=app.kind, func=app.func, args=args,
+                          kwargs=kwargs, opts=opts, outputs=outputs, executor=ex,
+                          retries=self.config.retries, retry_handler=self.config.retry_handler,
+                          waits_on=waits_on)
+
+    def _when_done(self, futures: list[Future], then) -> None:
+        left = [len(futures)]
+        lock = threading.Lock()
+
+        def one_done(_):
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                then()
+
+        for f in futures:
+            f.add_done_callback(one_done)
+
+    def _launch(self, task: TaskRecord) -> None:
+        """All non-native deps are done: fail on a failed one, else wire and submit."""
+        fut = task.future
+        ex = task.executor
+        native = task.kind != "join"
+        # A failed dep fails this task here, even a native one: it may have failed in the
+        # driver (e.g. unpicklable arguments) and then has no result in the spool.
+        failed = [d.task.label for d in task.waits_on if d.done() and d.exception() is not None]
+        if failed:
+            fut.set_exception(DependencyError(failed, task.label))
+            return
+
+        def wire(v):
+            if isinstance(v, DataFuture):
+                if native and ex.native(v.parent) and v.parent.key not in task.deps:
+                    task.deps.append(v.parent.key)
+                return v.file_obj
+            if isinstance(v, AppFuture):
+                if native and ex.native(v):
+                    if v.key not in task.deps:
+                        task.deps.append(v.key)
+                    return DepRef(v.key)
+                return v.result()
+            return v
+
+        task.args = tuple(wire(a) for a in task.args)
+        task.kwargs = {k: wire(v) for k, v in task.kwargs.items()}
+        if isinstance(task.kwargs.get("inputs"), (list, tuple)):
+            task.kwargs["inputs"] = [wire(v) for v in task.kwargs["inputs"]]
+        if task.kind == "join":
+            self._joins.submit(self._run_join, task)
+        else:
+            try:
+                ex.submit(task)
+            except Exception as e:  # a bad task must not take the script down at call time
+                if not fut.done():
+                    fut.set_exception(e)
+
+    def _run_join(self, task: TaskRecord) -> None:
+        fut = task.future
+        try:
+            inner = task.func(*task.args, **task.kwargs)
+        except BaseException as e:
+            fut.set_exception(e)
+            return
+        many = isinstance(inner, (list, tuple))
+        inner_list = list(inner) if many else [inner]
+        if not all(isinstance(f, Future) for f in inner_list):
+            fut.set_exception(TypeError(f"join app {task.name} must return a future or a list "
+                                        f"of futures, not {type(inner).__name__}"))
+            return
+
+        def finish():
+            failed = [getattr(getattr(f, "task", None), "label", repr(f))
+                      for f in inner_list if f.exception() is not None]
+            if failed:
+                fut.set_exception(DependencyError(failed, task.label))
+            else:
+                values = [f.result() for f in inner_list]
+                fut.set_result(values if many else values[0])
+
+        if inner_list:
+            self._when_done(inner_list, finish)
+        else:
+            fut.set_result([])
+
+    # -- waiting and cleanup -----------------------------------------------------------------
+
+    def wait_for_current_tasks(self, timeout: float | None = None) -> None:
+        """Block until every task submitted so far has finished (successfully or not)."""
+        import concurrent.futures
+        with self._lock:
+            live = list(self._live)
+        concurrent.futures.wait(live, timeout=timeout)
+
+    def cleanup(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.cleanup)
+        self._joins.shutdown(wait=False)
+        for ex in self.executors.values():
+            ex.shutdown()
+
+
+def signature_info(func) -> tuple[set[str], dict[str, Any]]:
+    """(parameter names, defaults of the special keyword arguments) of an app function."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return set(), {}
+    defaults = {n: p.default for n, p in params.items()
+                if n in SPECIAL and p.default is not inspect.Parameter.empty}
+    return set(params), defaults

@@ -1,0 +1,120 @@
+"""Errors a farm user can see.
+
+Task failures come back to the driver as these exceptions (or as the app's own exception,
+re-raised with the remote traceback attached).  Spool problems name the file at fault.
+"""
+
+from __future__ import annotations
+
+
+class FarmError(Exception):
+    """Base class of every farm error."""
+
+
+class ConfigError(FarmError):
+    """A configuration value or call argument is wrong; the message says which."""
+
+
+class SpoolError(FarmError):
+    """The spool directory is missing, foreign, corrupt or of an unsupported format."""
+
+
+class CorruptFile(SpoolError):
+    """A spool file could not be parsed; it has been (or should be) quarantined."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
+class SerializationError(FarmError):
+    """A task's arguments or result could not be pickled or unpickled."""
+
+
+class AppException(FarmError):
+    """Base of failures raised on behalf of an app (not by the app's own code)."""
+
+
+class BashExitFailure(AppException):
+    """A bash app's command exited with a non-zero status."""
+
+    def __init__(self, app_name: str, exitcode: int):
+        super().__init__(f"bash app {app_name} failed with exit code {exitcode}")
+        self.app_name = app_name
+        self.exitcode = exitcode
+
+    def __reduce__(self):
+        return (type(self), (self.app_name, self.exitcode))
+
+
+class AppTimeout(AppException):
+    """The app ran past its walltime and was killed."""
+
+
+class MissingOutputs(AppException):
+    """The app finished but did not create every file named in outputs=[...]."""
+
+    def __init__(self, reason: str, outputs: list[str]):
+        super().__init__(f"{reason}: missing outputs {outputs}")
+        self.reason = reason
+        self.outputs = outputs
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.outputs))
+
+
+class MissingInputs(AppException):
+    """A File named in inputs=[...] does not exist when the task starts."""
+
+    def __init__(self, reason: str, inputs: list[str]):
+        super().__init__(f"{reason}: missing inputs {inputs}")
+        self.reason = reason
+        self.inputs = inputs
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.inputs))
+
+
+class DependencyError(AppException):
+    """A task was not run because tasks it depends on failed."""
+
+    def __init__(self, failed: list[str], task: str = ""):
+        names = ", ".join(failed)
+        super().__init__(f"task {task} not run: dependencies failed: {names}")
+        self.failed = list(failed)
+        self.task = task
+
+    def __reduce__(self):
+        return (type(self), (self.failed, self.task))
+
+
+class WorkerLost(AppException):
+    """The worker (or pool) running the task died before publishing a result."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the text of a traceback from the process where an app raised.
+
+    Attached as ``__cause__`` of the re-raised exception, so Python prints the remote
+    traceback above the local one.
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n" + self.text
+
+
+class RemoteError(FarmError):
+    """An app raised an exception that cannot be rebuilt in the driver (not picklable)."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.type_name, self.message))

@@ -1,0 +1,304 @@
+"""SpoolExecutor: tasks go to a spool directory; pools started by a provider run them.
+
+The driver side of the protocol: publish payloads and dependency manifests, watch notices/
+for results, resolve futures, keep enough pools alive while work is pending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import cloudpickle
+
+from farm.dataflow.futures import AppFuture
+from farm.dataflow.kernel import TaskRecord
+from farm.errors import CorruptFile, DependencyError, SerializationError, SpoolError
+from farm.pool.execute import unpack_exception
+from farm.providers.local import LocalProvider, pool_command
+from farm.spool import DEP_FAILED, OK, Spool
+
+log = logging.getLogger("farm.executor")
+
+
+class SpoolExecutor:
+    """Run apps through a spool.
+
+    spool: the spool directory (default: ``<run_dir>/<script name>.farm``).
+    provider: gets blocks and starts one pool per node in each (default: LocalProvider).
+    max_workers_per_node: workers in each pool (default: one per core of the node).
+    idle_timeout: a pool exits after this many seconds without work.
+    """
+
+    def __init__(self, label: str = "spool", spool: str | os.PathLike[str] | None = None,
+                 provider: Any = None, max_workers_per_node: int | None = None,
+                 idle_timeout: float = 60.0, heartbeat_period: float = 2.0,
+                 python: str | None = None):
+        self.label = label
+        self.spool_path = os.fspath(spool) if spool is not None else None
+        self.provider = provider if provider is not None else LocalProvider()
+        self.workers = max_workers_per_node
+        self.idle_timeout = idle_timeout
+        self.heartbeat_period = heartbeat_period
+        self.python = python or sys.executable
+        self.spool: Spool | None = None
+        self.pending: dict[str, list[AppFuture]] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.apps: dict[int, str] = {}
+        self.blocks: list[str] = []
+        self.stats = {"submitted": 0, "attached": 0, "done_before": 0}
+
+    def __repr__(self) -> str:
+        return f"SpoolExecutor(label={self.label!r}, spool={self.spool_path!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, dfk) -> None:
+        path = self.spool_path or default_spool_path(dfk.config.run_dir)
+        fresh = not os.path.exists(os.path.join(path, "spool.yaml"))
+        self.spool = Spool.create(path)
+        self.spool_path = self.spool.path
+        self.fresh = fresh
+        self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
+        self._announce()
+        self.watcher = threading.Thread(target=self._watch, name="farm-watch", daemon=True)
+        self.watcher.start()
+        live = len(self._live_pools())
+        for _ in range(max(0, self.provider.init_blocks - live)):
+            self._add_block()
+
+    def _announce(self) -> None:
+        rel = os.path.relpath(self.spool.path)
+        shown = rel if not rel.startswith("..") else self.spool.path
+        if self.fresh:
+            print(f"farm: new spool {shown}", file=sys.stderr)
+            return
+        c = self.spool.counts()
+        queued = c["waiting"] + c["ready"] + c["running"]
+        print(f"farm: resuming spool {shown}: {c['results']} of {c['tasks']} tasks already "
+              f"done, {queued} queued or running", file=sys.stderr)
+
+    def _add_block(self) -> None:
+        block = f"b{int(time.time() * 1000):x}-{len(self.blocks)}"
+        cmd = pool_command(self.spool, block, self.workers, self.idle_timeout,
+                           self.heartbeat_period, self.python)
+        self.provider.submit(self.spool, cmd, block)
+        self.blocks.append(block)
+
+    def _live_pools(self) -> list[dict]:
+        return [p for p in self.spool.pools()
+                if p.get("state") == "running" and p["age"] < 3 * p.get("heartbeat", 2) + 2]
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.watcher.join(5)
+        with self.lock:
+            left = sum(1 for futs in self.pending.values() for f in futs if not f.done())
+        if left:
+            print(f"farm: {left} tasks are still queued or running in {self.spool.path}; "
+                  "its pools go on with them. Run the script again to collect the results.",
+                  file=sys.stderr)
+        else:
+            self.provider.cancel(self.spool, self.provider.running())
+
+    # -- submission -------------------------------------------------------------------------
+
+    def native(self, fut) -> bool:
+        return isinstance(fut, AppFuture) and fut.task.executor is self
+
+    def log_path(self, key: str, name: str, stream: str) -> str:
+        return self.spool.out_path(key, name, stream)
+
+    def submit(self, task: TaskRecord) -> None:
+        key = task.key
+        with self.lock:
+            self.pending.setdefault(key, []).append(task.future)
+        if not self.fresh and self._resolve_if_done(key):
+            self.stats["done_before"] += 1
+            return
+        try:
+            body = _pickle_args(task)
+            header = self._header(task)
+        except SerializationError as e:
+            self._fail(key, e)
+            return
+        if self.spool.put_task(key, header, body):
+            self.stats["submitted"] += 1
+            self._enqueue(task)
+        else:
+            # Already in the spool (resume, or a cached duplicate): attach, don't resubmit.
+            self.stats["attached"] += 1
+            if self._resolve_if_done(key):
+                return
+            if self.spool.is_orphan(key):
+                self._enqueue(task)
+
+    def _header(self, task: TaskRecord) -> dict[str, Any]:
+        h: dict[str, Any] = {"key": task.key, "name": task.name, "kind": task.kind,
+                             "app": self._app_id(task.func), "deps": task.deps,
+                             "retries": task.retries, "created": time.time()}
+        if task.retry_handler is not None:
+            h["retry_handler"] = self._app_id(task.retry_handler)
+        h.update(task.opts)
+        return h
+
+    def _app_id(self, func) -> str:
+        """Store each app's pickled function once per spool (named by its hash)."""
+        app_id = self.apps.get(id(func))
+        if app_id is None:
+            try:
+                blob = cloudpickle.dumps(func)
+            except Exception as e:
+                raise SerializationError(f"app {getattr(func, '__name__', func)} cannot be "
+                                         f"pickled: {type(e).__name__}: {e}") from e
+            app_id = hashlib.sha256(blob).hexdigest()[:32]
+            self.spool.put_app(app_id, {"name": getattr(func, "__name__", "?"),
+                                        "python": sys.version.split()[0]}, blob)
+            self.apps[id(func)] = app_id
+        return app_id
+
+    def _enqueue(self, task: TaskRecord) -> None:
+        done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
+        if all(done.get(d, False) for d in task.deps):
+            self.spool.enqueue(task.key, ready=True)
+            return
+        # Protocol order (docs/spool-format.md): waiting/ entry, then the dependents index,
+        # then one re-check: a dep that finished before its edge existed is caught here.
+        self.spool.enqueue(task.key, ready=False)
+        for d in task.deps:
+            if not done.get(d, False):
+                self.spool.add_dependent(d, task.key)
+        self.spool.try_promote(task.key)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        delay = 0.001
+        last_check = last_sweep = last_scale = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                got = self._drain_notices()
+                now = time.monotonic()
+                if now - last_scale > 2:
+                    self._keep_pools()
+                    last_scale = now
+                if now - last_check > 15:
+                    self._check_pending()
+                    last_check = now
+                if now - last_sweep > 30:
+                    self.spool.sweep()
+                    last_sweep = now
+            except Exception:
+                log.exception("farm: error in the result watcher (retrying)")
+                got = 0
+            delay = 0.001 if got else min(delay * 1.5, 0.05)
+            self.stop.wait(delay)
+
+    def _drain_notices(self) -> int:
+        names = self.spool.notices()
+        for key in names:
+            with self.lock:
+                known = key in self.pending
+            if known:
+                self._resolve(key, self.spool.p("notices", key))
+            self.spool.drop_notice(key)
+        return len(names)
+
+    def _check_pending(self) -> None:
+        """Find results whose notice was lost (a pool died between the two steps)."""
+        with self.lock:
+            keys = list(self.pending)
+        for key in keys:
+            self._resolve_if_done(key)
+
+    def _keep_pools(self) -> None:
+        with self.lock:
+            busy = bool(self.pending)
+        if busy and not self.provider.running() and not self._live_pools():
+            log.info("farm: work is pending and no pool is alive: starting a block")
+            self._add_block()
+
+    def _resolve_if_done(self, key: str) -> bool:
+        if self.spool.result_status(key) is None:
+            return False
+        self._resolve(key)
+        return True
+
+    def _resolve(self, key: str, path: str | None = None) -> None:
+        try:
+            res = self.spool.read_result(key, path)
+            if res is None and path is not None:
+                res = self.spool.read_result(key)
+            if res is None:
+                return
+            header, body = res
+            status = header.get("status")
+            if status == OK:
+                value, exc = cloudpickle.loads(body), None
+            elif status == DEP_FAILED:
+                labels = [self._label(d) for d in header.get("failed_deps", [])]
+                value, exc = None, DependencyError(labels, self._label(key))
+            else:
+                value, exc = None, unpack_exception(body)
+        except CorruptFile as e:
+            value, exc = None, SpoolError(f"task {self._label(key)}: its result {e.path} is "
+                                          f"damaged ({e.why}); delete the file and re-run the "
+                                          "script to run the task again")
+        except Exception as e:
+            value, exc = None, SerializationError(
+                f"task {self._label(key)}: cannot unpickle its result "
+                f"({type(e).__name__}: {e})")
+        with self.lock:
+            futs = self.pending.pop(key, [])
+        for f in futs:
+            if f.done():
+                continue
+            if exc is None:
+                f.set_result(value)
+            else:
+                f.set_exception(exc)
+
+    def _fail(self, key: str, exc: BaseException) -> None:
+        with self.lock:
+            futs = self.pending.pop(key, [])
+        for f in futs:
+            if not f.done():
+                f.set_exception(exc)
+
+    def _label(self, key: str) -> str:
+        with self.lock:
+            futs = self.pending.get(key)
+        if futs:
+            return futs[0].task.label
+        header = self.spool.task_header(key) or {}
+        return f"{header.get('name', 'task')}-{key[:8]}"
+
+
+def _pickle_args(task: TaskRecord) -> bytes:
+    try:
+        return cloudpickle.dumps((task.args, task.kwargs))
+    except Exception as e:
+        culprit = "an argument"
+        named = [(f"argument {i}", a) for i, a in enumerate(task.args)]
+        named += [(f"argument {k!r}", v) for k, v in task.kwargs.items()]
+        for what, v in named:
+            try:
+                cloudpickle.dumps(v)
+            except Exception:
+                culprit = f"{what} ({type(v).__name__})"
+                break
+        raise SerializationError(
+            f"task {task.label}: {culprit} cannot be pickled ({type(e).__name__}: {e}); "
+            "pass plain data, or a File and let the app open it") from e
+
+
+def default_spool_path(run_dir: str) -> str:
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    stem = os.path.splitext(os.path.basename(script))[0] or "interactive"
+    return os.path.join(run_dir, f"{stem}.farm")

@@ -1,0 +1,57 @@
+"""ThreadPoolExecutor: run apps in threads of the driver (debugging, tests, light work).
+
+No spool: nothing survives the driver, and python-app walltimes are not enforced (a thread
+cannot be interrupted).  Apps run exactly as in a pool, through farm.pool.execute.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+from farm.dataflow.kernel import TaskRecord
+from farm.pool import execute
+
+
+class ThreadPoolExecutor:
+    def __init__(self, label: str = "threads", max_threads: int = 2):
+        self.label = label
+        self.max_threads = max_threads
+
+    def __repr__(self) -> str:
+        return f"ThreadPoolExecutor(label={self.label!r}, max_threads={self.max_threads})"
+
+    def start(self, dfk) -> None:
+        self.run_dir = os.path.abspath(dfk.config.run_dir)
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            self.max_threads, thread_name_prefix=f"farm-{self.label}")
+
+    def native(self, fut) -> bool:
+        return False  # the kernel resolves every dependency before a task reaches us
+
+    def log_path(self, key: str, name: str, stream: str) -> str:
+        return os.path.join(self.run_dir, "farm-out", key[:2], f"{name}-{key}.{stream}")
+
+    def submit(self, task: TaskRecord) -> None:
+        self.threads.submit(self._run, task)
+
+    def _run(self, task: TaskRecord) -> None:
+        cost = 0.0
+        attempt = 0
+        while True:
+            head, value, exc = execute.call(task.kind, task.name, task.func, task.args,
+                                            task.kwargs, task.opts, in_main_thread=False,
+                                            raw=True)
+            if exc is None:
+                task.future.set_result(value)
+                return
+            info = {"key": task.key, "func_name": task.name, "try_id": attempt,
+                    "fail_count": attempt + 1, "fail_cost": cost}
+            cost += execute.retry_cost(exc, task.retry_handler, info)
+            if cost > task.retries:
+                task.future.set_exception(exc)
+                return
+            attempt += 1
+
+    def shutdown(self) -> None:
+        self.threads.shutdown(wait=False)

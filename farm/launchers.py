@@ -1,0 +1,30 @@
+"""Launchers: turn the pool command into the command a block runs.
+
+A launcher is a callable ``(command, tasks_per_node, nodes_per_block) -> command``.
+"""
+
+from __future__ import annotations
+
+
+class Launcher:
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SimpleLauncher(Launcher):
+    """Run the command once, as it is."""
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
+        return command
+
+
+class SingleNodeLauncher(Launcher):
+    """Run tasks_per_node copies of the command on this node, and wait for them all."""
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
+        if tasks_per_node <= 1:
+            return command
+        return (f"for i in $(seq {tasks_per_node}); do {command} & done; wait")

@@ -1,0 +1,313 @@
+"""The worker pool: the process ``farm pool SPOOL`` that a launcher starts, one per node.
+
+A pool is a manager process and N forked worker processes.  Each worker claims ready tasks
+itself (one rename each), runs them, publishes the result and promotes the dependents it
+made runnable, running the first of those next.  The manager only supervises: it restarts
+dead workers (their task is retried or fails with WorkerLost), writes the heartbeat, and
+decides when the pool ends (idle past its limit, spool shutdown, SIGTERM).
+
+kill -9 of a worker: its claim stays in claimed/POOL.W/ and the manager requeues it.
+kill -9 of the manager: workers notice their parent is gone and exit; the claims stay until
+a liveness observer requeues them (docs/spool-format.md, "dead pools").
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import time
+from typing import Any
+
+import cloudpickle
+
+from farm.data import substitute
+from farm.errors import CorruptFile, SerializationError, SpoolError, WorkerLost
+from farm.pool import execute
+from farm.spool import Spool, fs, split_name
+
+log = logging.getLogger("farm.pool")
+
+OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdir")
+IDLE_POLL = (0.001, 0.5)  # a worker's polling interval grows from the first to the second
+
+
+class _NotVisible(Exception):
+    """A dependency's result is not visible here yet (NFS caching): try again later."""
+
+
+class Worker:
+    """One worker process of a pool (runs after fork)."""
+
+    def __init__(self, spool_path: str, pool: str, index: int, state, ops):
+        self.spool_path, self.pool, self.index = spool_path, pool, index
+        self.state, self.ops = state, ops  # shared with the manager
+        self.apps: dict[str, Any] = {}
+        self.host = socket.gethostname()
+
+    def main(self) -> None:
+        signal.signal(signal.SIGTERM, self._terminate)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        fs.OPS.clear()
+        self.parent = os.getppid()
+        self.spool = Spool(self.spool_path)
+        self.dir = self.spool.worker_dir(self.pool, self.index)
+        fs.mkdir(self.dir)
+        names: list[str] = []
+        delay = IDLE_POLL[0]
+        while True:
+            if not names:
+                names = self.spool.ready_names()
+                random.shuffle(names)
+                if not names:
+                    self._set_busy(False)
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, IDLE_POLL[1])
+                    if os.getppid() != self.parent:  # manager died: stop taking work
+                        return
+                    continue
+            path = self.spool.claim(names.pop(), self.dir)
+            if path is None:
+                continue
+            delay = IDLE_POLL[0]
+            self._set_busy(True)
+            while path:
+                path = self.run(path)
+            self.ops[:] = [fs.OPS[k] for k in OPKEYS]
+
+    def _terminate(self, signum, frame) -> None:
+        # Stop now: the manager requeues whatever is left in our claim directory.
+        if execute.current_child is not None:
+            execute.kill_tree(execute.current_child.pid)
+        os._exit(0)
+
+    def _set_busy(self, busy: bool) -> None:
+        if bool(self.state[0]) != busy:
+            self.state[0], self.state[1] = float(busy), time.monotonic()
+
+    def run(self, path: str) -> str | None:
+        """Run the claimed task at path; return the next claim to run (a dependent this
+        task made runnable), or None."""
+        key, attempt = split_name(os.path.basename(path))
+        t_claimed = time.time()
+        try:
+            header, body = self.spool.read_task(path)
+        except FileNotFoundError:
+            return None
+        except CorruptFile as e:
+            self.spool.quarantine(path, str(e))
+            err = SpoolError(f"task {key}: payload {e.path} is damaged ({e.why}); it was "
+                             "quarantined. Re-run the script to submit the task again")
+            self._finish(key, None, {}, execute.failure(err), attempt, t_claimed)
+            return self.spool.settle_dependents(key, self.dir)
+        try:
+            func = self._app(header)
+            args, kwargs = cloudpickle.loads(body)
+            args, kwargs = substitute(args, kwargs, self._dep_value)
+        except _NotVisible:
+            time.sleep(0.5)
+            self.spool.release(path, attempt)
+            return None
+        except Exception as e:
+            outcome = execute.failure(e if isinstance(e, SerializationError) else
+                                      SerializationError(f"task {header.get('name')}-{key[:8]}: "
+                                                         f"cannot load its arguments: {e}"))
+        else:
+            cwd = header.get("cwd")
+            if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
+                os.chdir(cwd)
+            outcome = execute.call(header["kind"], header["name"], func, args, kwargs, header)
+        if outcome[0]["status"] != "ok" and self._retry(key, attempt, header, outcome, path):
+            return None
+        self._finish(key, path, header, outcome, attempt, t_claimed)
+        return self.spool.settle_dependents(key, self.dir)
+
+    def _finish(self, key, path, header, outcome, attempt, t_claimed) -> None:
+        head, body, _ = outcome
+        head.update(name=header.get("name"), attempt=attempt, pool=self.pool, worker=self.index,
+                    host=self.host, pid=os.getpid(), t_claimed=t_claimed)
+        self.spool.publish_result(key, head, body)
+        if path:
+            fs.unlink(path)
+
+    def _retry(self, key, attempt, header, outcome, path) -> bool:
+        """Requeue a failed task as attempt+1 if Config.retries allows; True if requeued."""
+        retries = header.get("retries") or 0
+        if not retries:
+            return False
+        head, body, exc = outcome
+        prior = 0.0
+        if attempt:
+            last = self.spool.read_result(key, self.spool.p("attempts", f"{key}.{attempt - 1}"))
+            prior = float(last[0].get("fail_cost", attempt)) if last else float(attempt)
+        handler = None
+        if header.get("retry_handler"):
+            handler = self._load(header["retry_handler"])
+        info = {"key": key, "func_name": header["name"], "try_id": attempt,
+                "fail_count": attempt + 1, "fail_cost": prior}
+        cost = prior + execute.retry_cost(exc, handler, info)
+        if cost > retries:
+            return False
+        head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost)
+        self.spool.record_attempt(key, attempt, head, body)
+        return self.spool.release(path, attempt + 1)
+
+    def _app(self, header):
+        return self._load(header["app"])
+
+    def _load(self, app_id: str):
+        func = self.apps.get(app_id)
+        if func is None:
+            _, body = self.spool.read_app(app_id)
+            try:
+                func = cloudpickle.loads(body)
+            except Exception as e:
+                raise SerializationError(
+                    f"cannot load app {app_id[:12]} on {self.host}: {type(e).__name__}: {e}. "
+                    "The modules an app uses must be importable where pools run") from e
+            self.apps[app_id] = func
+        return func
+
+    def _dep_value(self, key: str):
+        res = self.spool.read_result(key)
+        if res is None:
+            raise _NotVisible(key)
+        return cloudpickle.loads(res[1])
+
+
+class Pool:
+    """The manager process.  ``Pool(spool_path, ...).run()`` returns when the pool ends."""
+
+    def __init__(self, spool_path: str, workers: int | None = None,
+                 idle_timeout: float = 120.0, heartbeat: float = 2.0,
+                 pool_id: str | None = None, block: str | None = None):
+        self.spool = Spool(spool_path)
+        self.nworkers = workers or len(os.sched_getaffinity(0))
+        self.idle_timeout = idle_timeout
+        self.heartbeat_period = heartbeat
+        self.host = socket.gethostname()
+        self.id = pool_id or f"{self.host}-{os.getpid()}"
+        self.block = block
+        self.ctx = mp.get_context("fork")
+        self.procs: list[Any] = [None] * self.nworkers
+        self.states = [self.ctx.Array("d", [0.0, time.monotonic()]) for _ in range(self.nworkers)]
+        self.ops = [self.ctx.Array("q", len(OPKEYS)) for _ in range(self.nworkers)]
+        self.counter = 0
+        self.stopping = ""
+        self.started = time.time()
+        self.lost = 0
+
+    def run(self) -> int:
+        log.info("pool %s: %d workers on %s, idle limit %ss",
+                 self.id, self.nworkers, self.spool.path, self.idle_timeout)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for i in range(self.nworkers):
+            self._start(i)
+        next_beat = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._beat("running")
+                next_beat = now + self.heartbeat_period
+                if self.spool.shutdown_requested():
+                    self.stopping = "the spool asked pools to shut down"
+            self._reap()
+            if self._idle_for() > self.idle_timeout:
+                self.stopping = f"idle for {self.idle_timeout} s"
+            time.sleep(0.05)
+        log.info("pool %s stopping: %s", self.id, self.stopping)
+        self._stop_workers()
+        self._beat("exited")
+        return 0
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = f"signal {signum}"
+
+    def _start(self, i: int) -> None:
+        w = Worker(self.spool.path, self.id, i, self.states[i], self.ops[i])
+        self.states[i][0], self.states[i][1] = 0.0, time.monotonic()
+        p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)
+        p.start()
+        self.procs[i] = p
+
+    def _idle_for(self) -> float:
+        if any(s[0] for s in self.states):
+            return 0.0
+        return time.monotonic() - max(s[1] for s in self.states)
+
+    def _reap(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p is not None and p.exitcode is not None:
+                log.warning("pool %s: worker %d died (exit code %s)", self.id, i, p.exitcode)
+                self._recover(i, f"worker {i} of pool {self.id} on {self.host} died "
+                                 f"(exit code {p.exitcode}) while running it")
+                self._start(i)
+
+    def _recover(self, i: int, why: str) -> None:
+        """Deal with the claims a dead worker left: retry them (attempt + 1) if retries
+        allow, else publish a WorkerLost failure."""
+        wdir = self.spool.worker_dir(self.id, i)
+        for name in fs.listdir(wdir):
+            key, attempt = split_name(name)
+            path = os.path.join(wdir, name)
+            if self.spool.result_status(key) is not None:
+                fs.unlink(path)
+                continue
+            self.lost += 1
+            header = self.spool.task_header(key) or {}
+            if attempt + 1 <= (header.get("retries") or 0):
+                self.spool.release(path, attempt + 1)
+                continue
+            outcome = execute.failure(WorkerLost(f"task {header.get('name')}-{key[:8]}: {why}"))
+            head = outcome[0]
+            head.update(name=header.get("name"), attempt=attempt, pool=self.id, worker=i,
+                        host=self.host)
+            self.spool.publish_result(key, head, outcome[1])
+            fs.unlink(path)
+            self.spool.settle_dependents(key)
+
+    def _stop_workers(self) -> None:
+        for p in self.procs:
+            if p is not None and p.exitcode is None:
+                p.terminate()
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            if p is not None:
+                p.join(max(0.1, deadline - time.monotonic()))
+                if p.exitcode is None:
+                    p.kill()
+                    p.join(5)
+        # What the workers held goes back to ready/ with its attempt unchanged: it was
+        # interrupted, not failed.
+        for i in range(self.nworkers):
+            wdir = self.spool.worker_dir(self.id, i)
+            for name in fs.listdir(wdir):
+                key, attempt = split_name(name)
+                path = os.path.join(wdir, name)
+                if self.spool.result_status(key) is not None:
+                    fs.unlink(path)
+                else:
+                    self.spool.release(path, attempt)
+            try:
+                os.rmdir(wdir)
+            except OSError:
+                pass
+
+    def _beat(self, state: str) -> None:
+        self.counter += 1
+        ops = dict(fs.OPS)
+        for arr in self.ops:
+            for k, v in zip(OPKEYS, arr[:], strict=True):
+                ops[k] = ops.get(k, 0) + v
+        busy = sum(1 for s in self.states if s[0])
+        self.spool.write_heartbeat(self.id, {
+            "pool": self.id, "host": self.host, "pid": os.getpid(), "block": self.block,
+            "workers": self.nworkers, "busy": busy, "counter": self.counter, "state": state,
+            "started": self.started, "idle_timeout": self.idle_timeout,
+            "heartbeat": self.heartbeat_period, "lost": self.lost,
+            "reason": self.stopping or None, "ops": ops,
+        })

@@ -1,0 +1,217 @@
+"""Running one app call: python or bash, with walltime, streams and file checks.
+
+Shared by the pool's worker processes and the in-process ThreadPoolExecutor, so both run
+apps the same way.  ``call`` never raises for the app's own failures: it returns an outcome
+(header fields + pickled body) that a result record carries to the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from typing import Any
+
+import cloudpickle
+import psutil
+
+from farm.errors import (
+    AppTimeout,
+    BashExitFailure,
+    MissingInputs,
+    MissingOutputs,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+)
+
+Outcome = tuple[dict[str, Any], bytes, BaseException | None]
+
+
+def call(kind: str, name: str, func, args: tuple, kwargs: dict, opts: dict[str, Any],
+         in_main_thread: bool = True, raw: bool = False) -> Outcome:
+    """Run one app call and return (header, body, exception or None).  opts: walltime,
+    stdout, stderr, inputs, outputs, cwd (as the task header holds them).  With raw, the
+    body of a success is the value itself, unpickled (for in-process executors)."""
+    t_start = time.time()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    head: dict[str, Any] = {"t_start": t_start}
+    exc = None
+    try:
+        missing = [p for p in opts.get("inputs") or [] if not os.path.exists(p)]
+        if missing:
+            raise MissingInputs(f"{kind} app {name}", missing)
+        if kind == "bash":
+            value = _run_bash(name, func, args, kwargs, opts, head, in_main_thread)
+        else:
+            value = _run_python(name, func, args, kwargs, opts.get("walltime"), in_main_thread)
+        try:
+            body = value if raw else cloudpickle.dumps(value)
+        except Exception as e:
+            raise SerializationError(
+                f"the result of {name} cannot be pickled ({type(e).__name__}: {e}); return "
+                "plain data, or write it to a File in outputs=[...]") from e
+        head["status"] = "ok"
+    except BaseException as e:  # noqa: B036 - an app may raise anything; SystemExit too
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        head["status"] = "failed"
+        head["error"] = f"{type(e).__name__}: {e}"[:500]
+        body = pack_exception(e)
+        exc = e
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    head["t_end"] = time.time()
+    head["cpu"] = round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 6)
+    head["maxrss_kb"] = max(ru1.ru_maxrss, head.get("maxrss_kb", 0))
+    return head, body, exc
+
+
+def failure(exc: BaseException) -> Outcome:
+    """The outcome of a task that failed before its app could be called."""
+    now = time.time()
+    return ({"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
+             "t_start": now, "t_end": now}, pack_exception(exc), exc)
+
+
+def _run_python(name, func, args, kwargs, walltime, in_main_thread):
+    if not walltime or not in_main_thread:
+        return func(*args, **kwargs)
+
+    def expire(signum, frame):
+        raise AppTimeout(f"python app {name} exceeded its walltime of {walltime} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(walltime))
+    try:
+        return func(*args, **kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# The bash child of the task being run, so a worker told to stop can kill its group.
+current_child: subprocess.Popen | None = None
+
+
+def _run_bash(name, func, args, kwargs, opts, head, in_main_thread):
+    global current_child
+    cmd = func(*args, **kwargs)
+    if not isinstance(cmd, str):
+        raise TypeError(f"bash app {name} must return the command line as a str, "
+                        f"not {type(cmd).__name__}")
+    streams = [_open_stream(opts.get(s)) for s in ("stdout", "stderr")]
+    head["stdout"], head["stderr"] = (opts.get(s, [None])[0] if opts.get(s) else None
+                                      for s in ("stdout", "stderr"))
+    cwd = opts.get("cwd")
+    try:
+        proc = subprocess.Popen(
+            ["/bin/bash", "-c", cmd], stdin=subprocess.DEVNULL, stdout=streams[0],
+            stderr=streams[1], start_new_session=True,
+            cwd=cwd if cwd and os.path.isdir(cwd) else None)
+    finally:
+        for s in streams:
+            if s is not None:
+                s.close()
+    current_child = proc
+    timer, expired = None, threading.Event()
+    if opts.get("walltime"):
+        def expire():
+            expired.set()
+            kill_tree(proc.pid)
+        timer = threading.Timer(float(opts["walltime"]), expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        # wait4 gives this child's own resource use (RUSAGE_CHILDREN would sum them all)
+        _, status, ru = os.wait4(proc.pid, 0)
+    finally:
+        current_child = None
+        if timer:
+            timer.cancel()
+    proc.returncode = rc = os.waitstatus_to_exitcode(status)
+    head["exit_code"] = rc
+    head["maxrss_kb"] = ru.ru_maxrss
+    head["child_cpu"] = round(ru.ru_utime + ru.ru_stime, 6)
+    if rc < 0:
+        head["signal"] = -rc
+    if expired.is_set():
+        raise AppTimeout(f"bash app {name} exceeded its walltime of {opts['walltime']} s "
+                         "and was killed")
+    if rc != 0:
+        raise BashExitFailure(name, rc)
+    missing = [p for p in opts.get("outputs") or [] if not os.path.exists(p)]
+    if missing:
+        raise MissingOutputs(f"bash app {name}", missing)
+    return rc
+
+
+def _open_stream(spec):
+    if not spec:
+        return None
+    path, mode = spec
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    return open(path, mode)
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a bash app's whole process group, and any descendant that left it."""
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        procs = []
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+# -- exceptions across processes ------------------------------------------------------------
+
+def pack_exception(exc: BaseException) -> bytes:
+    """Pickle an exception with its traceback text; the exception object itself only if it
+    survives a round trip (some exception classes pickle but cannot be rebuilt)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = cloudpickle.dumps(exc)
+        pickle.loads(blob)
+    except Exception:
+        blob = None
+    return pickle.dumps({"type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                         "message": str(exc), "traceback": text, "exc": blob})
+
+
+def unpack_exception(body: bytes) -> BaseException:
+    """The exception to raise in the driver, with the remote traceback as its cause."""
+    info = pickle.loads(body)
+    exc = None
+    if info.get("exc") is not None:
+        try:
+            exc = pickle.loads(info["exc"])
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(info["type"], info["message"])
+    exc.__cause__ = RemoteTraceback(info["traceback"])
+    return exc
+
+
+def retry_cost(exc: BaseException | None, handler, info: dict[str, Any]) -> float:
+    """What one failure costs against Config.retries (1, unless a retry_handler says)."""
+    if handler is None:
+        return 1.0
+    try:
+        return float(handler(exc, info))
+    except Exception:
+        traceback.print_exc()
+        return float("inf")

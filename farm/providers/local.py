@@ -1,0 +1,104 @@
+"""LocalProvider: blocks are local processes (pools that outlive the driver)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from typing import Any
+
+import yaml
+
+from farm.errors import ConfigError
+from farm.launchers import Launcher, SingleNodeLauncher
+from farm.spool import Spool, fs
+
+
+class LocalProvider:
+    """Start pools on this machine, each in its own session so it survives the driver.
+
+    A block's script (worker_init, then the launcher's command) and its record (pid, state)
+    live in the spool's blocks/ directory; its output goes to logs/BLOCK.log.
+    """
+
+    label = "local"
+
+    def __init__(self, nodes_per_block: int = 1, init_blocks: int = 1, min_blocks: int = 0,
+                 max_blocks: int = 1, parallelism: float = 1.0, worker_init: str = "",
+                 launcher: Launcher | None = None, cmd_timeout: int = 30):
+        if max_blocks < init_blocks or min_blocks > max_blocks:
+            raise ConfigError(f"LocalProvider: need min_blocks <= init_blocks <= max_blocks, "
+                              f"got {min_blocks}, {init_blocks}, {max_blocks}")
+        self.nodes_per_block = nodes_per_block
+        self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
+        self.parallelism = parallelism
+        self.worker_init = worker_init
+        self.launcher = launcher or SingleNodeLauncher()
+        self.cmd_timeout = cmd_timeout
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalProvider(init_blocks={self.init_blocks}, max_blocks={self.max_blocks})"
+
+    def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:
+        script = spool.p("blocks", f"{block}.sh")
+        body = "\n".join(["#!/bin/bash", f"# farm block {block} on {spool.path}",
+                          self.worker_init,
+                          self.launcher(command, 1, self.nodes_per_block), ""])
+        spool.replace(script, body.encode())
+        log = open(spool.p("logs", f"{block}.log"), "ab")
+        try:
+            proc = subprocess.Popen(["/bin/bash", script], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=os.getcwd())
+        finally:
+            log.close()
+        self.procs[block] = proc
+        info = {"block": block, "provider": self.label, "job_id": proc.pid,
+                "script": script, "submitted": time.time()}
+        spool.replace(spool.p("blocks", f"{block}.yaml"), yaml.safe_dump(info).encode())
+        return info
+
+    def running(self) -> list[str]:
+        """Blocks this provider started that are still running."""
+        return [b for b, p in self.procs.items() if p.poll() is None]
+
+    def cancel(self, spool: Spool, blocks: list[str]) -> None:
+        """SIGTERM each block's process group: the pool returns unfinished claims to ready/
+        and exits."""
+        for b in blocks:
+            p = self.procs.get(b)
+            pid = p.pid if p else _recorded_pid(spool, b)
+            if pid is None or (p is not None and p.poll() is not None):
+                continue
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.cmd_timeout
+        for b in blocks:
+            p = self.procs.get(b)
+            if p is not None:
+                try:
+                    p.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+
+
+def _recorded_pid(spool: Spool, block: str) -> int | None:
+    data = fs.read(spool.p("blocks", f"{block}.yaml"))
+    try:
+        return int(yaml.safe_load(data)["job_id"]) if data else None
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def pool_command(spool: Spool, block: str, workers: int | None, idle_timeout: float,
+                 heartbeat: float, python: str) -> str:
+    argv = [python, "-m", "farm", "pool", spool.path, "--block", block,
+            "--idle-timeout", str(idle_timeout), "--heartbeat", str(heartbeat)]
+    if workers:
+        argv += ["--workers", str(workers)]
+    return shlex.join(argv)

@@ -1,0 +1,480 @@
+"""The spool: farm's on-disk protocol, and the only code that knows spool paths.
+
+Layout and state machine are documented in docs/spool-format.md; the short version:
+
+    tasks/XX/KEY            payload, written once (XX = first two hex digits of KEY)
+    waiting/KEY             hard link of the payload: some dependency has no result yet
+    ready/KEY[@N]           hard link of the payload: runnable (N = attempt, when > 0)
+    claimed/POOL.W/KEY[@N]  moved here by the worker W of POOL that runs it
+    results/XX/KEY          the outcome, written once (os.link: the first writer wins)
+    notices/KEY             hard link of a new result, for the driver to consume
+    deps/XX/KEY/DEPENDENT   empty file: DEPENDENT waits for KEY
+
+A state change is one rename or link.  Who wins a race is decided by that call alone; a
+stat or listdir made before it is only a hint (on NFS it may be seconds out of date).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from farm.errors import CorruptFile, SpoolError
+from farm.spool import fs, records
+
+log = logging.getLogger("farm.spool")
+
+DIRS = ("tmp", "apps", "tasks", "waiting", "ready", "claimed", "results", "notices", "deps",
+        "attempts", "pools", "blocks", "out", "logs", "quarantine", "control")
+SHARDED = ("tasks", "results", "deps", "out")
+SHARDS = [f"{i:02x}" for i in range(256)]
+
+OK, FAILED, DEP_FAILED = "ok", "failed", "dep_failed"
+
+
+def shard(key: str) -> str:
+    return key[:2]
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """A ready/claimed entry name -> (key, attempt)."""
+    key, _, attempt = name.partition("@")
+    return key, int(attempt) if attempt.isdigit() else 0
+
+
+def entry_name(key: str, attempt: int) -> str:
+    return f"{key}@{attempt}" if attempt else key
+
+
+class Spool:
+    """One spool directory.  ``Spool(path)`` opens an existing spool; ``Spool.create`` makes one.
+
+    Every method is safe to call from many processes on many nodes at once; where a method
+    can race, its docstring says which call decides.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.path.abspath(os.fspath(path))
+        meta = os.path.join(self.path, "spool.yaml")
+        if not os.path.isdir(self.path):
+            raise SpoolError(
+                f"no spool at {self.path}: the directory does not exist. Check the path, or "
+                "start the driver (farm.load) first: it creates the spool"
+            )
+        try:
+            with open(meta) as f:
+                info = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise SpoolError(
+                f"{self.path} is not a farm spool (no spool.yaml); point farm at the spool "
+                "directory itself, or at a new path to create one"
+            ) from None
+        except (OSError, yaml.YAMLError) as e:
+            raise SpoolError(f"{meta}: cannot read spool metadata: {e}") from None
+        if not isinstance(info, dict) or not isinstance(info.get("format"), int):
+            raise SpoolError(f"{meta}: damaged spool metadata (no integer 'format' field)")
+        if info["format"] > records.FORMAT:
+            raise SpoolError(
+                f"{self.path} was written by a newer farm (spool format {info['format']}, "
+                f"this farm {_version()} reads format {records.FORMAT}); upgrade farm, or use "
+                "a new spool"
+            )
+        self.info = info
+        self._tmp_prefix = ""
+        self._tmp_count = itertools.count()
+        self._status: dict[str, str] = {}  # key -> final status; results never change
+
+    # -- creation ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> Spool:
+        """Open the spool at path, creating it (mode 0700) if the directory is new or empty."""
+        path = os.path.abspath(os.fspath(path))
+        meta = os.path.join(path, "spool.yaml")
+        if os.path.exists(meta):
+            return cls(path)
+        os.makedirs(path, 0o700, exist_ok=True)
+        stray = [n for n in os.listdir(path) if n not in DIRS]
+        if stray:
+            raise SpoolError(
+                f"{path} exists and holds other files ({', '.join(sorted(stray)[:3])}...); "
+                "farm creates spools only in new or empty directories"
+            )
+        os.chmod(path, 0o700)
+        for d in DIRS:
+            fs.mkdir(os.path.join(path, d))
+            if d in SHARDED:
+                for s in SHARDS:
+                    fs.mkdir(os.path.join(path, d, s))
+        info = {
+            "format": records.FORMAT,
+            "farm": _version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "owner_uid": os.getuid(),
+            "host": socket.gethostname(),
+        }
+        tmp = os.path.join(path, "tmp", f"spool.yaml.{os.getpid()}")
+        fs.create(tmp, yaml.safe_dump(info, sort_keys=False).encode())
+        # spool.yaml is the commit point: a crash before this rename leaves an empty-ish
+        # directory that the next create() finishes.
+        fs.rename(tmp, meta)
+        return cls(path)
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def task_path(self, key: str) -> str:
+        return self.p("tasks", shard(key), key)
+
+    def result_path(self, key: str) -> str:
+        return self.p("results", shard(key), key)
+
+    def worker_dir(self, pool: str, worker: int) -> str:
+        return self.p("claimed", f"{pool}.{worker}")
+
+    def out_path(self, key: str, name: str, stream: str) -> str:
+        return self.p("out", shard(key), f"{name}-{key}.{stream}")
+
+    def tmp(self, tag: str = "") -> str:
+        pid = os.getpid()
+        if not self._tmp_prefix.endswith(f".{pid}"):
+            self._tmp_prefix = f"{socket.gethostname()}.{random.getrandbits(24):06x}.{pid}"
+        return self.p("tmp", f"{self._tmp_prefix}.{next(self._tmp_count)}{tag}")
+
+    # -- atomic publish ----------------------------------------------------------------------
+
+    def _publish(self, final: str, data: bytes, keep_tmp: bool = False) -> str | None:
+        """Write data to tmp/, then os.link it to final.  Returns the tmp path if this call
+        published (the link decides: on EEXIST somebody else already did, and we return
+        None).  The tmp file is removed unless keep_tmp (the caller renames it onward)."""
+        tmp = self.tmp()
+        fs.create(tmp, data)
+        try:
+            fs.link(tmp, final)
+        except FileExistsError:
+            fs.unlink(tmp)
+            return None
+        except BaseException:
+            fs.unlink(tmp)
+            raise
+        if not keep_tmp:
+            fs.unlink(tmp)
+        return tmp
+
+    def replace(self, final: str, data: bytes) -> None:
+        """Atomically set the content of a mutable file (heartbeats, block records)."""
+        tmp = self.tmp()
+        fs.create(tmp, data)
+        fs.rename(tmp, final)
+
+    # -- apps and tasks ---------------------------------------------------------------------
+
+    def put_app(self, app_id: str, header: dict[str, Any], body: bytes) -> None:
+        path = self.p("apps", app_id)
+        if fs.stat(path) is None:
+            self._publish(path, records.encode("APP", header, body))
+
+    def read_app(self, app_id: str) -> tuple[dict[str, Any], bytes]:
+        path = self.p("apps", app_id)
+        data = fs.read(path)
+        if data is None:
+            raise CorruptFile(path, "app payload missing (the task names an app that is not here)")
+        return records.decode("APP", data, path)
+
+    def put_task(self, key: str, header: dict[str, Any], body: bytes) -> bool:
+        """Publish a task payload.  False if a payload with this key already exists."""
+        return self._publish(self.task_path(key), records.encode("TASK", header, body)) is not None
+
+    def read_task(self, path: str) -> tuple[dict[str, Any], bytes]:
+        data = fs.read(path)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "task vanished", path)
+        return records.decode("TASK", data, path)
+
+    def task_header(self, key: str) -> dict[str, Any] | None:
+        data = fs.read(self.task_path(key))
+        if data is None:
+            return None
+        return records.decode("TASK", data, self.task_path(key))[0]
+
+    def enqueue(self, key: str, ready: bool) -> None:
+        """Link a published payload into ready/ or waiting/ (EEXIST: it is already there)."""
+        try:
+            fs.link(self.task_path(key), self.p("ready" if ready else "waiting", key))
+        except FileExistsError:
+            pass
+
+    def is_orphan(self, key: str) -> bool:
+        """True if the payload exists but no state entry links to it and it has no result:
+        a driver died between publishing the payload and enqueueing it.
+
+        The answer can be stale on NFS (cached link counts); a wrong True makes the caller
+        enqueue again, and enqueue's link fails harmlessly if the entry is in ready/ or
+        waiting/.
+        """
+        st = fs.stat(self.task_path(key))
+        return st is not None and st.st_nlink == 1 and fs.stat(self.result_path(key)) is None
+
+    def add_dependent(self, dep: str, key: str) -> None:
+        d = self.p("deps", shard(dep), dep)
+        fs.mkdir(d)
+        try:
+            fs.create(os.path.join(d, key), b"", exclusive=True)
+        except FileExistsError:
+            pass
+
+    # -- claims -----------------------------------------------------------------------------
+
+    def ready_names(self) -> list[str]:
+        return fs.listdir(self.p("ready"))
+
+    def claim(self, name: str, worker_dir: str) -> str | None:
+        """Move ready/NAME into worker_dir.  The rename decides: ENOENT means another
+        worker won, and we return None."""
+        dst = os.path.join(worker_dir, name)
+        try:
+            fs.rename(self.p("ready", name), dst)
+        except FileNotFoundError:
+            return None
+        return dst
+
+    def release(self, claim_path: str, attempt: int) -> bool:
+        """Put a claimed task back in ready/ (as attempt N).  False if it was not there."""
+        key = split_name(os.path.basename(claim_path))[0]
+        try:
+            fs.rename(claim_path, self.p("ready", entry_name(key, attempt)))
+            return True
+        except FileNotFoundError:
+            return False
+
+    # -- results ----------------------------------------------------------------------------
+
+    def publish_result(self, key: str, header: dict[str, Any], body: bytes = b"") -> bool:
+        """Publish the outcome of key.  os.link decides: False if a result already existed
+        (a racing pool won, and this outcome is dropped).  The winner also leaves a notice
+        for the driver: the tmp file renamed into notices/ (the same inode as the result)."""
+        header = {"key": key, **header}
+        tmp = self._publish(self.result_path(key), records.encode("RESULT", header, body), True)
+        if tmp is None:
+            return False
+        self._status[key] = header["status"]
+        # A crash here leaves no notice; the driver's periodic check of pending keys finds
+        # the result anyway (and tmp/ garbage is swept).
+        fs.rename(tmp, self.p("notices", key))
+        return True
+
+    def read_result(self, key: str, path: str | None = None) -> tuple[dict[str, Any], bytes] | None:
+        path = path or self.result_path(key)
+        data = fs.read(path)
+        return None if data is None else records.decode("RESULT", data, path)
+
+    def result_status(self, key: str) -> str | None:
+        """ok / failed / dep_failed, or None while key has no result.  Cached: results
+        never change once published."""
+        status = self._status.get(key)
+        if status is None:
+            path = self.result_path(key)
+            data = fs.read(path, 4096)
+            if data is None:
+                return None
+            if b"\n" not in data.partition(b"\n")[2]:  # huge header: read it all
+                data = fs.read(path) or b""
+            status = str(records.decode("RESULT", data, path)[0].get("status"))
+            if len(self._status) > 500_000:
+                self._status.clear()
+            self._status[key] = status
+        return status
+
+    def notices(self) -> list[str]:
+        return fs.listdir(self.p("notices"))
+
+    def drop_notice(self, key: str) -> None:
+        fs.unlink(self.p("notices", key))
+
+    def record_attempt(self, key: str, attempt: int, header: dict[str, Any], body: bytes) -> None:
+        """Keep the outcome of a failed attempt that is being retried (for reports)."""
+        self._publish(self.p("attempts", f"{key}.{attempt}"),
+                      records.encode("RESULT", {"key": key, **header}, body))
+
+    # -- the graph --------------------------------------------------------------------------
+
+    def settle_dependents(self, key: str, claim_into: str | None = None) -> str | None:
+        """Called after key's result is published: promote each waiting dependent whose deps
+        all succeeded, and fail (with a dependency error) those with a failed dep.
+
+        With claim_into, the first promoted dependent is moved straight into that worker
+        directory instead of ready/, and its claim path is returned: the worker that made a
+        task runnable runs it next, without a round trip through ready/.
+        """
+        claimed = None
+        work = [key]
+        while work:
+            done = work.pop()
+            for dependent in fs.listdir(self.p("deps", shard(done), done)):
+                outcome = self.try_promote(dependent, claim_into if claimed is None else None)
+                if outcome == DEP_FAILED:
+                    work.append(dependent)
+                elif outcome and outcome != "ready":
+                    claimed = outcome
+        return claimed
+
+    def try_promote(self, key: str, claim_into: str | None = None) -> str | None:
+        """Move waiting/KEY on if its deps are settled.  Returns "ready", a claim path,
+        DEP_FAILED, or None (still waiting, or another process moved it first).
+
+        The rename out of waiting/ decides who acts: a loser gets ENOENT and does nothing.
+        """
+        header = self.task_header(key)
+        if header is None:
+            return None
+        deps: list[str] = header.get("deps", [])
+        failed = []
+        for dep in deps:
+            status = self.result_status(dep)
+            if status is None:
+                return None
+            if status != OK:
+                failed.append(dep)
+        src = self.p("waiting", key)
+        if failed:
+            hold = self.tmp(".depfail")
+            try:
+                fs.rename(src, hold)
+            except FileNotFoundError:
+                return None
+            names = [_label(self, d) for d in failed]
+            self.publish_result(key, {
+                "status": DEP_FAILED, "name": header.get("name"), "failed_deps": failed,
+                "error": f"DependencyError: dependencies failed: {', '.join(names)}",
+                "t_end": time.time(),
+            })
+            fs.unlink(hold)
+            return DEP_FAILED
+        dst = os.path.join(claim_into, key) if claim_into else self.p("ready", key)
+        try:
+            fs.rename(src, dst)
+        except FileNotFoundError:
+            return None
+        return dst if claim_into else "ready"
+
+    def sweep(self) -> dict[str, int]:
+        """Repair lost wakeups; safe to run anywhere, any time, by several processes at once.
+
+        - a waiting task whose deps are all settled is promoted (or failed);
+        - a ready or claimed entry whose task already has a result is removed (its pool died
+          between publishing the result and dropping the claim);
+        - stale tmp/ files (over an hour old: nobody is still writing them) are removed.
+        """
+        counts = {"promoted": 0, "cleared": 0, "tmp": 0}
+        for key in fs.listdir(self.p("waiting")):
+            if self.try_promote(key):
+                counts["promoted"] += 1
+        for d in [self.p("ready")] + [self.p("claimed", w) for w in fs.listdir(self.p("claimed"))]:
+            for name in fs.listdir(d):
+                key = split_name(name)[0]
+                if self.result_status(key) is not None and fs.unlink(os.path.join(d, name)):
+                    counts["cleared"] += 1
+                    self.settle_dependents(key)
+        now = time.time()
+        for name in fs.listdir(self.p("tmp")):
+            st = fs.stat(self.p("tmp", name))
+            if st and now - st.st_mtime > 3600 and fs.unlink(self.p("tmp", name)):
+                counts["tmp"] += 1
+        return counts
+
+    # -- quarantine, pools, control ------------------------------------------------------------
+
+    def quarantine(self, path: str, why: str) -> str:
+        """Move a bad file out of the protocol's way, with a note saying why."""
+        dst = self.p("quarantine", f"{os.path.basename(path)}.{int(time.time())}")
+        try:
+            fs.rename(path, dst)
+        except FileNotFoundError:
+            return dst
+        fs.create(dst + ".why", (why + "\n").encode())
+        log.error("quarantined %s -> %s: %s", path, dst, why)
+        return dst
+
+    def write_heartbeat(self, pool: str, info: dict[str, Any]) -> None:
+        self.replace(self.p("pools", f"{pool}.yaml"), yaml.safe_dump(info).encode())
+
+    def pools(self) -> list[dict[str, Any]]:
+        """Heartbeat records of registered pools, each with 'age' (seconds since its last
+        write, by this machine's clock: a display hint, not a liveness verdict)."""
+        out = []
+        now = time.time()
+        for name in fs.listdir(self.p("pools")):
+            if not name.endswith(".yaml"):
+                continue
+            path = self.p("pools", name)
+            st, data = fs.stat(path), fs.read(path)
+            if st is None or data is None:
+                continue
+            try:
+                info = yaml.safe_load(data)
+            except yaml.YAMLError:
+                continue
+            if isinstance(info, dict):
+                info["age"] = now - st.st_mtime
+                out.append(info)
+        return out
+
+    def shutdown_requested(self) -> bool:
+        return fs.stat(self.p("control", "shutdown")) is not None
+
+    def request_shutdown(self, on: bool = True) -> None:
+        path = self.p("control", "shutdown")
+        if on:
+            fs.create(path, b"")
+        else:
+            fs.unlink(path)
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Tasks by state, by listing directories (one listdir per state and shard)."""
+        c = {"waiting": len(fs.listdir(self.p("waiting"))),
+             "ready": len(fs.listdir(self.p("ready"))),
+             "running": sum(len(fs.listdir(self.p("claimed", w)))
+                            for w in fs.listdir(self.p("claimed")))}
+        c["tasks"] = _count_sharded(self, "tasks")
+        c["results"] = _count_sharded(self, "results")
+        return c
+
+    def iter_results(self, keys: Iterable[str] | None = None):
+        """(key, header) of every result (or of the given keys that have one)."""
+        if keys is None:
+            keys = (k for s in SHARDS for k in fs.listdir(self.p("results", s)))
+        for key in keys:
+            data = fs.read(self.result_path(key), 65536)
+            if data is None:
+                continue
+            try:
+                yield key, records.decode("RESULT", data, self.result_path(key))[0]
+            except CorruptFile:
+                yield key, {"status": "corrupt"}
+
+
+def _count_sharded(spool: Spool, top: str) -> int:
+    return sum(len(fs.listdir(spool.p(top, s))) for s in SHARDS)
+
+
+def _label(spool: Spool, key: str) -> str:
+    header = spool.task_header(key) or {}
+    return f"{header.get('name', 'task')}-{key[:8]}"
+
+
+def _version() -> str:
+    from farm import __version__
+    return __version__
