@@ -69,6 +69,15 @@ class SpoolExecutor:
         self._announce()
         self.watcher = threading.Thread(target=self._watch, name="farm-watch", daemon=True)
         self.watcher.start()
+        self.blocks_started = False
+
+    def _ensure_blocks(self) -> None:
+        """Start the initial blocks when the first task is queued (not at load: a resumed
+        run whose work is all done needs no pool), counting pools already live."""
+        with self.lock:
+            if self.blocks_started:
+                return
+            self.blocks_started = True
         live = len(self._live_pools())
         for _ in range(max(0, self.provider.init_blocks - live)):
             self._add_block()
@@ -164,6 +173,7 @@ class SpoolExecutor:
         return app_id
 
     def _enqueue(self, task: TaskRecord) -> None:
+        self._ensure_blocks()
         done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
         if all(done.get(d, False) for d in task.deps):
             self.spool.enqueue(task.key, ready=True)
@@ -220,7 +230,8 @@ class SpoolExecutor:
     def _keep_pools(self) -> None:
         with self.lock:
             busy = bool(self.pending)
-        if busy and not self.provider.running() and not self._live_pools():
+        if busy and self.blocks_started and not self.provider.running() \
+                and not self._live_pools():
             log.info("farm: work is pending and no pool is alive: starting a block")
             self._add_block()
 
