@@ -83,7 +83,7 @@ class DataFlowKernel:
     def submit(self, app, args: tuple, kwargs: dict) -> AppFuture:
         if self._closed:
             raise ConfigError("this DataFlowKernel was cleaned up; call farm.load() again")
-        ex = self._executor_for(app)
+        ex = self._executor_for(app) if app.kind != "join" else None  # joins run here
         kwargs = {**{k: v for k, v in app.defaults.items() if k not in kwargs}, **kwargs}
         hashed = {k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
         digest = call_digest(app.identity, args, hashed)
@@ -144,7 +144,7 @@ class DataFlowKernel:
                 spec = kwargs.get(stream)
                 if spec is None:
                     continue
-                if spec is AUTO_LOGNAME:
+                if spec is AUTO_LOGNAME and ex is not None:
                     spec = (ex.log_path(key, name, stream), "w")
                 elif isinstance(spec, (str, os.PathLike)):
                     spec = (os.fspath(spec), "a")

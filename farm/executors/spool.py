@@ -79,7 +79,7 @@ class SpoolExecutor:
                 return
             self.blocks_started = True
         live = len(self._live_pools())
-        for _ in range(max(0, self.provider.init_blocks - live)):
+        for _ in range(max(0, min(self.provider.init_blocks, self.provider.max_blocks) - live)):
             self._add_block()
 
     def _announce(self) -> None:
@@ -230,8 +230,8 @@ class SpoolExecutor:
     def _keep_pools(self) -> None:
         with self.lock:
             busy = bool(self.pending)
-        if busy and self.blocks_started and not self.provider.running() \
-                and not self._live_pools():
+        if busy and self.blocks_started and self.provider.max_blocks > 0 \
+                and not self.provider.running() and not self._live_pools():
             log.info("farm: work is pending and no pool is alive: starting a block")
             self._add_block()
 
