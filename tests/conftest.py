@@ -87,6 +87,6 @@ def eventually(predicate, timeout: float, what: str, period: float = 0.02):
         time.sleep(period)
 
 
-def run_script(path, cwd, timeout: float = 60, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(path)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+def run_script(path, cwd, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(path), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)

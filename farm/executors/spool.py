@@ -147,6 +147,8 @@ class SpoolExecutor:
                 return
             if self.spool.is_orphan(key):
                 self._enqueue(task)
+            else:
+                self._ensure_blocks()  # queued by an earlier driver: make sure pools run it
 
     def _header(self, task: TaskRecord) -> dict[str, Any]:
         h: dict[str, Any] = {"key": task.key, "name": task.name, "kind": task.kind,

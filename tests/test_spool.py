@@ -1,0 +1,200 @@
+"""Invariants of the spool protocol (docs/spool-format.md), each with real processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import uuid
+
+import pytest
+
+import farm
+from farm import python_app
+from farm.errors import CorruptFile, SpoolError
+from farm.spool import DEP_FAILED, OK, Spool, records
+from tests.conftest import spool_config
+
+CTX = mp.get_context("fork")
+
+
+def _publisher(path, keys, size, start):
+    spool = Spool(path)
+    start.wait(10)
+    for k in keys:
+        spool.publish_result(k, {"status": OK}, os.urandom(size))
+
+
+def _reader(path, keys, start, bad):
+    spool = Spool(path)
+    start.wait(10)
+    seen = 0
+    while seen < len(keys):
+        seen = 0
+        for k in keys:
+            try:
+                res = spool.read_result(k)
+            except CorruptFile as e:
+                bad.put(str(e))
+                return
+            if res is not None:
+                seen += 1
+                assert len(res[1]) == 1 << 20
+
+
+def test_partial_files_are_never_read(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(60)]
+    start, bad = CTX.Barrier(3), CTX.Queue()
+    procs = [CTX.Process(target=_publisher, args=(spool.path, keys, 1 << 20, start))]
+    procs += [CTX.Process(target=_reader, args=(spool.path, keys, start, bad)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert bad.empty(), bad.get()
+    assert os.listdir(spool.p("tmp")) == []  # tmp files are published or removed
+
+
+def _racer(path, keys, me, start, wins):
+    spool = Spool(path)
+    start.wait(10)
+    for k in keys:
+        if spool.publish_result(k, {"status": OK, "pool": me}, me.encode()):
+            wins.put((k, me))
+
+
+def test_a_result_is_published_once_when_pools_race(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(200)]
+    n = 6
+    start, wins = CTX.Barrier(n), CTX.Queue()
+    procs = [CTX.Process(target=_racer, args=(spool.path, keys, f"p{i}", start, wins))
+             for i in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    winners = {}
+    while not wins.empty():
+        k, me = wins.get()
+        assert k not in winners, f"{k} published twice"
+        winners[k] = me
+    assert set(winners) == set(keys)
+    for k, me in winners.items():
+        header, body = spool.read_result(k)
+        assert header["pool"] == me and body == me.encode()
+    assert sorted(spool.notices()) == sorted(keys)  # one notice per result
+
+
+def test_two_pools_racing_for_1000_tasks_run_each_once(tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    farm.load(spool_config(tmp_path / "s", blocks=0))  # we start the pools ourselves
+
+    @python_app
+    def mark(i, d):
+        import os
+        import uuid
+        open(os.path.join(d, f"{i}.{uuid.uuid4().hex}"), "w").close()
+        return i
+
+    futs = [mark(i, str(runs)) for i in range(1000)]
+    spool = farm.dfk().executors["spool"].spool
+    assert len(spool.ready_names()) == 1000
+    for _ in range(2):
+        pools.start(spool.path, "--workers", "2", "--idle-timeout", "30")
+    assert sorted(f.result(120) for f in futs) == list(range(1000))
+    ran = [name.split(".")[0] for name in os.listdir(runs)]
+    assert len(ran) == 1000 and len(set(ran)) == 1000
+    by_pool = {}
+    for _, h in spool.iter_results([f.key for f in futs]):
+        by_pool[h["pool"]] = by_pool.get(h["pool"], 0) + 1
+    assert len(by_pool) == 2, by_pool  # both pools took part in the race
+
+
+def _task(spool, key, deps):
+    spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x", "deps": deps},
+                   b"")
+
+
+def test_dependent_enqueued_after_dep_finished_is_promoted(tmp_path):
+    """The driver adds the edge after the completer looked: the re-check promotes."""
+    spool = Spool.create(tmp_path / "s")
+    d, t = "aa" + uuid.uuid4().hex[2:], "bb" + uuid.uuid4().hex[2:]
+    _task(spool, d, [])
+    _task(spool, t, [d])
+    spool.publish_result(d, {"status": OK})
+    assert spool.settle_dependents(d) is None  # nobody waits yet
+    spool.enqueue(t, ready=False)
+    spool.add_dependent(d, t)
+    assert spool.try_promote(t) == "ready"
+    assert spool.ready_names() == [t]
+
+
+def test_failed_dependency_fails_dependents_transitively(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    a, b, c = (uuid.uuid4().hex for _ in range(3))
+    for key, deps in ((a, []), (b, [a]), (c, [b])):
+        _task(spool, key, deps)
+    for key, dep in ((b, a), (c, b)):
+        spool.enqueue(key, ready=False)
+        spool.add_dependent(dep, key)
+    spool.publish_result(a, {"status": "failed"})
+    spool.settle_dependents(a)
+    assert spool.result_status(b) == DEP_FAILED
+    assert spool.result_status(c) == DEP_FAILED
+    assert spool.read_result(c)[0]["failed_deps"] == [b]
+    assert os.listdir(spool.p("waiting")) == []
+
+
+def test_sweep_repairs_a_lost_wakeup(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    d, t = uuid.uuid4().hex, uuid.uuid4().hex
+    _task(spool, d, [])
+    _task(spool, t, [d])
+    spool.enqueue(t, ready=False)  # crash: the edge was never written
+    spool.publish_result(d, {"status": OK})
+    spool.settle_dependents(d)
+    assert spool.ready_names() == []
+    assert spool.sweep()["promoted"] == 1
+    assert spool.ready_names() == [t]
+
+
+def test_orphan_payload_is_detected(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    k = uuid.uuid4().hex
+    _task(spool, k, [])
+    assert spool.is_orphan(k)  # published, never enqueued (driver died in between)
+    spool.enqueue(k, ready=True)
+    assert not spool.is_orphan(k)
+
+
+def test_records_name_the_file_when_damaged(tmp_path):
+    path = str(tmp_path / "f")
+    with pytest.raises(CorruptFile, match=str(path)):
+        records.decode("RESULT", b"garbage", path)
+    with pytest.raises(CorruptFile, match="truncated"):
+        records.decode("RESULT", b"FARM-RESULT 1\n{\"status\": ", path)
+    with pytest.raises(CorruptFile, match="newer farm"):
+        records.decode("TASK", b"FARM-TASK 99\n{}\n", path)
+    assert records.decode("TASK", records.encode("TASK", {"a": 1}, b"xy"), path) == ({"a": 1},
+                                                                                      b"xy")
+
+
+def test_spool_open_errors(tmp_path):
+    with pytest.raises(SpoolError, match="does not exist"):
+        Spool(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "data.csv").write_text("x")
+    with pytest.raises(SpoolError, match="not a farm spool"):
+        Spool(tmp_path / "plain")
+    with pytest.raises(SpoolError, match="other files"):
+        Spool.create(tmp_path / "plain")
+    s = Spool.create(tmp_path / "s")
+    assert os.stat(s.path).st_mode & 0o777 == 0o700
+    (tmp_path / "s" / "spool.yaml").write_text("format: 7\n")
+    with pytest.raises(SpoolError, match="newer farm.*format 7"):
+        Spool(tmp_path / "s")
