@@ -75,7 +75,12 @@ def _enc(obj, out: list[bytes]) -> None:
     else:
         # Anything else: its pickle.  Stable for plain data and most value types; an object
         # whose pickle varies from run to run gets a new key each run (it is re-run).
-        out.append(b"P" + hashlib.sha256(cloudpickle.dumps(obj)).digest())
+        try:
+            out.append(b"P" + hashlib.sha256(cloudpickle.dumps(obj)).digest())
+        except Exception:
+            # Unpicklable: an in-process executor can still run it; a spool executor
+            # reports it when it pickles the task.
+            out.append(b"U" + f"{t.__module__}.{t.__qualname__}".encode() + b";")
 
 
 def canonical(obj) -> bytes:
