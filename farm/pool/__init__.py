@@ -58,7 +58,7 @@ class Worker:
         fs.mkdir(self.dir)
         names: list[str] = []
         delay = IDLE_POLL[0]
-        while True:
+        while os.getppid() == self.parent:  # the manager died: stop taking work
             if not names:
                 names = self.spool.ready_names()
                 random.shuffle(names)
@@ -66,8 +66,6 @@ class Worker:
                     self._set_busy(False)
                     time.sleep(delay)
                     delay = min(delay * 1.5, IDLE_POLL[1])
-                    if os.getppid() != self.parent:  # manager died: stop taking work
-                        return
                     continue
             path = self.spool.claim(names.pop(), self.dir)
             if path is None:
