@@ -134,3 +134,25 @@ def test_walltime_must_be_positive(tmp_path, monkeypatch):
     with pytest.raises(farm.ConfigError, match="walltime"):
         add(1, walltime="10m")
     assert sys.modules["farm"] is farm
+
+
+def test_cancel_stops_pools_and_returns_their_work(tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+
+    @farm.bash_app
+    def nap():
+        return "sleep 30"
+
+    f = nap()
+    spool = _spool()
+    pool = pools.start(spool.path, "--workers", "1", "--idle-timeout", "60")
+    from tests.conftest import eventually
+    eventually(lambda: spool.counts()["running"] == 1, 30, "the pool to claim the task")
+    r = subprocess.run([*FARM, "cancel", spool.path, "--wait", "30"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "asked 1 live pool" in r.stdout
+    assert pool.wait(30) == 0
+    assert spool.ready_names() == [f.key]  # interrupted, back in ready/, attempt unchanged
+    assert not f.done()

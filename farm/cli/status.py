@@ -25,7 +25,7 @@ def run(args) -> int:
     print(f"tasks {c['tasks']}: waiting {c['waiting']}, ready {c['ready']}, "
           f"running {c['running']}, done {done}, failed {len(failed)}")
     pools = [p for p in spool.pools() if p.get("state") == "running"]
-    live = [p for p in pools if p["age"] < 3 * p.get("heartbeat", 2) + 2]
+    live = spool.live_pools()
     print(f"pools: {len(live)} live" + (f", {len(pools) - len(live)} silent"
                                          if len(pools) > len(live) else ""))
     for p in live:

@@ -78,7 +78,7 @@ class SpoolExecutor:
             if self.blocks_started:
                 return
             self.blocks_started = True
-        live = len(self._live_pools())
+        live = len(self.spool.live_pools())
         for _ in range(max(0, min(self.provider.init_blocks, self.provider.max_blocks) - live)):
             self._add_block()
 
@@ -100,10 +100,6 @@ class SpoolExecutor:
         self.provider.submit(self.spool, cmd, block)
         self.blocks.append(block)
 
-    def _live_pools(self) -> list[dict]:
-        return [p for p in self.spool.pools()
-                if p.get("state") == "running" and p["age"] < 3 * p.get("heartbeat", 2) + 2]
-
     def shutdown(self) -> None:
         self.stop.set()
         self.watcher.join(5)
@@ -114,6 +110,9 @@ class SpoolExecutor:
                   "its pools go on with them. Run the script again to collect the results.",
                   file=sys.stderr)
         else:
+            # Nothing left to do: every pool on this spool may go, also those an earlier
+            # driver started (the next driver removes the request when it starts).
+            self.spool.request_shutdown()
             self.provider.cancel(self.spool, self.provider.running())
 
     # -- submission -------------------------------------------------------------------------
@@ -233,7 +232,7 @@ class SpoolExecutor:
         with self.lock:
             busy = bool(self.pending)
         if busy and self.blocks_started and self.provider.max_blocks > 0 \
-                and not self.provider.running() and not self._live_pools():
+                and not self.provider.running() and not self.spool.live_pools():
             log.info("farm: work is pending and no pool is alive: starting a block")
             self._add_block()
 

@@ -77,14 +77,29 @@ class LocalProvider:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        # Wait for the whole process group, not just the block's shell: the pool returns
+        # its claims to ready/ after the shell is gone.
         deadline = time.monotonic() + self.cmd_timeout
         for b in blocks:
             p = self.procs.get(b)
-            if p is not None:
-                try:
-                    p.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+            if p is None:
+                continue
+            while _group_alive(p.pid) and time.monotonic() < deadline:
+                p.poll()
+                time.sleep(0.02)
+            if _group_alive(p.pid):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def _recorded_pid(spool: Spool, block: str) -> int | None:

@@ -430,6 +430,13 @@ class Spool:
                 out.append(info)
         return out
 
+    def live_pools(self) -> list[dict[str, Any]]:
+        """Pools whose heartbeat says running and was rewritten within three periods (by
+        file age on this machine: good for display and scaling, not for declaring a pool
+        dead)."""
+        return [p for p in self.pools()
+                if p.get("state") == "running" and p["age"] < 3 * p.get("heartbeat", 2) + 2]
+
     def shutdown_requested(self) -> bool:
         return fs.stat(self.p("control", "shutdown")) is not None
 
