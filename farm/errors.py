@@ -6,6 +6,11 @@ re-raised with the remote traceback attached).  Spool problems name the file at 
 
 from __future__ import annotations
 
+import pickle
+import traceback
+
+import cloudpickle
+
 
 class FarmError(Exception):
     """Base class of every farm error."""
@@ -118,3 +123,35 @@ class RemoteError(FarmError):
 
     def __reduce__(self):
         return (type(self), (self.type_name, self.message))
+
+
+# -- exceptions across processes ------------------------------------------------------------
+
+def pack_exception(exc: BaseException) -> bytes:
+    """Pickle an exception with its traceback text; the exception object itself only if it
+    survives a round trip (some exception classes pickle but cannot be rebuilt)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = cloudpickle.dumps(exc)
+        pickle.loads(blob)
+    except Exception:
+        blob = None
+    return pickle.dumps({"type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                         "message": str(exc), "traceback": text, "exc": blob})
+
+
+def unpack_exception(body: bytes) -> BaseException:
+    """The exception to raise in the driver, with the remote traceback as its cause."""
+    info = pickle.loads(body)
+    exc = None
+    if info.get("exc") is not None:
+        try:
+            exc = pickle.loads(info["exc"])
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(info["type"], info["message"])
+    exc.__cause__ = RemoteTraceback(info["traceback"])
+    return exc
+
+

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
                    help="exit after this many seconds without work (default 120)")
     p.add_argument("--heartbeat", type=float, default=2.0,
                    help="seconds between heartbeat writes (default 2)")
+    p.add_argument("--lease", type=float, default=None,
+                   help="seconds without a heartbeat after which observers declare this pool "
+                        "dead and requeue its tasks (default: 10 heartbeats, at least 5)")
     p.add_argument("--pool-id", default=None, help="name of this pool (default HOST-PID)")
     p.add_argument("--block", default=None, help="the block (batch job) this pool belongs to")
 
@@ -26,5 +29,6 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise SystemExit("farm pool: --workers must be at least 1")
     pool = Pool(args.spool, workers=args.workers, idle_timeout=args.idle_timeout,
-                heartbeat=args.heartbeat, pool_id=args.pool_id, block=args.block)
+                heartbeat=args.heartbeat, pool_id=args.pool_id, block=args.block,
+                lease=args.lease)
     return pool.run()

@@ -18,10 +18,15 @@ import cloudpickle
 
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.kernel import TaskRecord
-from farm.errors import CorruptFile, DependencyError, SerializationError, SpoolError
-from farm.pool.execute import unpack_exception
+from farm.errors import (
+    CorruptFile,
+    DependencyError,
+    SerializationError,
+    SpoolError,
+    unpack_exception,
+)
 from farm.providers.local import LocalProvider, pool_command
-from farm.spool import DEP_FAILED, OK, Spool
+from farm.spool import DEP_FAILED, OK, PoolWatch, Spool
 
 log = logging.getLogger("farm.executor")
 
@@ -67,6 +72,7 @@ class SpoolExecutor:
         self.fresh = fresh
         self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         self._announce()
+        self.poolwatch = PoolWatch(self.spool)
         self.watcher = threading.Thread(target=self._watch, name="farm-watch", daemon=True)
         self.watcher.start()
         self.blocks_started = False
@@ -197,6 +203,9 @@ class SpoolExecutor:
                 got = self._drain_notices()
                 now = time.monotonic()
                 if now - last_scale > 2:
+                    for pool, lost in self.poolwatch.check().items():
+                        print(f"farm: pool {pool} went silent; declared it dead, {lost} "
+                              "running task(s) requeued or failed", file=sys.stderr)
                     self._keep_pools()
                     last_scale = now
                 if now - last_check > 15:

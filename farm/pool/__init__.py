@@ -25,9 +25,9 @@ from typing import Any
 import cloudpickle
 
 from farm.data import substitute
-from farm.errors import CorruptFile, SerializationError, SpoolError, WorkerLost
+from farm.errors import ConfigError, CorruptFile, SerializationError, SpoolError
 from farm.pool import execute
-from farm.spool import Spool, fs, split_name
+from farm.spool import PoolWatch, Spool, fs, split_name
 
 log = logging.getLogger("farm.pool")
 
@@ -181,11 +181,17 @@ class Pool:
 
     def __init__(self, spool_path: str, workers: int | None = None,
                  idle_timeout: float = 120.0, heartbeat: float = 2.0,
-                 pool_id: str | None = None, block: str | None = None):
+                 pool_id: str | None = None, block: str | None = None,
+                 lease: float | None = None):
         self.spool = Spool(spool_path)
         self.nworkers = workers or len(os.sched_getaffinity(0))
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat
+        # Observers declare this pool dead after `lease` seconds without a new heartbeat.
+        self.lease = lease if lease is not None else max(5.0, 10 * heartbeat)
+        if self.lease < 3 * heartbeat:
+            raise ConfigError(f"farm pool: --lease ({self.lease:g} s) must be at least three "
+                              f"heartbeats ({3 * heartbeat:g} s)")
         self.host = socket.gethostname()
         self.id = pool_id or f"{self.host}-{os.getpid()}"
         self.block = block
@@ -195,6 +201,7 @@ class Pool:
         self.ops = [self.ctx.Array("q", len(OPKEYS)) for _ in range(self.nworkers)]
         self.counter = 0
         self.stopping = ""
+        self.watch = PoolWatch(self.spool, me=self.id)
         self.started = time.time()
         self.lost = 0
 
@@ -209,10 +216,15 @@ class Pool:
         while not self.stopping:
             now = time.monotonic()
             if now >= next_beat:
+                if self.spool.is_fenced(self.id):
+                    self.stopping = "an observer declared this pool dead (it was silent)"
+                    break
                 self._beat("running")
                 next_beat = now + self.heartbeat_period
                 if self.spool.shutdown_requested():
                     self.stopping = "the spool asked pools to shut down"
+                elif not any(st[0] for st in self.states):
+                    self.watch.check()  # an idle pool helps find dead ones
             self._reap()
             if self._idle_for() > self.idle_timeout:
                 self.stopping = f"idle for {self.idle_timeout} s"
@@ -240,33 +252,15 @@ class Pool:
     def _reap(self) -> None:
         for i, p in enumerate(self.procs):
             if p is not None and p.exitcode is not None:
+                if self.stopping:
+                    continue  # stopping: what it held is released in _stop_workers
                 log.warning("pool %s: worker %d died (exit code %s)", self.id, i, p.exitcode)
-                self._recover(i, f"worker {i} of pool {self.id} on {self.host} died "
-                                 f"(exit code {p.exitcode}) while running it")
+                self.lost += self.spool.requeue_claims(
+                    self.spool.worker_dir(self.id, i),
+                    f"worker {i} of pool {self.id} on {self.host} died (exit code "
+                    f"{p.exitcode}) while running it")
                 self._start(i)
 
-    def _recover(self, i: int, why: str) -> None:
-        """Deal with the claims a dead worker left: retry them (attempt + 1) if retries
-        allow, else publish a WorkerLost failure."""
-        wdir = self.spool.worker_dir(self.id, i)
-        for name in fs.listdir(wdir):
-            key, attempt = split_name(name)
-            path = os.path.join(wdir, name)
-            if self.spool.result_status(key) is not None:
-                fs.unlink(path)
-                continue
-            self.lost += 1
-            header = self.spool.task_header(key) or {}
-            if attempt + 1 <= (header.get("retries") or 0):
-                self.spool.release(path, attempt + 1)
-                continue
-            outcome = execute.failure(WorkerLost(f"task {header.get('name')}-{key[:8]}: {why}"))
-            head = outcome[0]
-            head.update(name=header.get("name"), attempt=attempt, pool=self.id, worker=i,
-                        host=self.host)
-            self.spool.publish_result(key, head, outcome[1])
-            fs.unlink(path)
-            self.spool.settle_dependents(key)
 
     def _stop_workers(self) -> None:
         for p in self.procs:
@@ -306,6 +300,6 @@ class Pool:
             "pool": self.id, "host": self.host, "pid": os.getpid(), "block": self.block,
             "workers": self.nworkers, "busy": busy, "counter": self.counter, "state": state,
             "started": self.started, "idle_timeout": self.idle_timeout,
-            "heartbeat": self.heartbeat_period, "lost": self.lost,
+            "heartbeat": self.heartbeat_period, "lease": self.lease, "lost": self.lost,
             "reason": self.stopping or None, "ops": ops,
         })

@@ -8,7 +8,6 @@ apps the same way.  ``call`` never raises for the app's own failures: it returns
 from __future__ import annotations
 
 import os
-import pickle
 import resource
 import signal
 import subprocess
@@ -25,9 +24,8 @@ from farm.errors import (
     BashExitFailure,
     MissingInputs,
     MissingOutputs,
-    RemoteError,
-    RemoteTraceback,
     SerializationError,
+    pack_exception,
 )
 
 Outcome = tuple[dict[str, Any], bytes, BaseException | None]
@@ -174,36 +172,6 @@ def kill_tree(pid: int) -> None:
             p.kill()
         except psutil.Error:
             pass
-
-
-# -- exceptions across processes ------------------------------------------------------------
-
-def pack_exception(exc: BaseException) -> bytes:
-    """Pickle an exception with its traceback text; the exception object itself only if it
-    survives a round trip (some exception classes pickle but cannot be rebuilt)."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        blob = cloudpickle.dumps(exc)
-        pickle.loads(blob)
-    except Exception:
-        blob = None
-    return pickle.dumps({"type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                         "message": str(exc), "traceback": text, "exc": blob})
-
-
-def unpack_exception(body: bytes) -> BaseException:
-    """The exception to raise in the driver, with the remote traceback as its cause."""
-    info = pickle.loads(body)
-    exc = None
-    if info.get("exc") is not None:
-        try:
-            exc = pickle.loads(info["exc"])
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(info["type"], info["message"])
-    exc.__cause__ = RemoteTraceback(info["traceback"])
-    return exc
 
 
 def retry_cost(exc: BaseException | None, handler, info: dict[str, Any]) -> float:

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from farm.errors import CorruptFile, SpoolError
+from farm.errors import CorruptFile, SpoolError, WorkerLost, pack_exception
 from farm.spool import fs, records
 
 log = logging.getLogger("farm.spool")
@@ -372,15 +372,23 @@ class Spool:
         """Repair lost wakeups; safe to run anywhere, any time, by several processes at once.
 
         - a waiting task whose deps are all settled is promoted (or failed);
+        - claims still held under a pool declared dead are requeued (or failed);
         - a ready or claimed entry whose task already has a result is removed (its pool died
           between publishing the result and dropping the claim);
         - stale tmp/ files (over an hour old: nobody is still writing them) are removed.
         """
-        counts = {"promoted": 0, "cleared": 0, "tmp": 0}
+        counts = {"promoted": 0, "cleared": 0, "tmp": 0, "requeued": 0}
         for key in fs.listdir(self.p("waiting")):
             if self.try_promote(key):
                 counts["promoted"] += 1
-        for d in [self.p("ready")] + [self.p("claimed", w) for w in fs.listdir(self.p("claimed"))]:
+        dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
+        workers = fs.listdir(self.p("claimed"))
+        for w in workers:
+            # The observer that declared the pool dead may itself have died half way.
+            if w.rpartition(".")[0] in dead:
+                counts["requeued"] += self.requeue_claims(
+                    self.p("claimed", w), f"pool {w.rpartition('.')[0]} was declared dead")
+        for d in [self.p("ready")] + [self.p("claimed", w) for w in workers]:
             for name in fs.listdir(d):
                 key = split_name(name)[0]
                 if self.result_status(key) is not None and fs.unlink(os.path.join(d, name)):
@@ -392,6 +400,53 @@ class Spool:
             if st and now - st.st_mtime > 3600 and fs.unlink(self.p("tmp", name)):
                 counts["tmp"] += 1
         return counts
+
+    # -- dead workers and pools ----------------------------------------------------------------
+
+    def requeue_claims(self, wdir: str, why: str) -> int:
+        """Deal with the claims a dead worker or pool left in wdir.  A task that already has
+        a result just loses the claim (and its dependents are settled); the others go back
+        to ready/ as attempt + 1, or fail with WorkerLost once their retries are spent.
+        Returns how many tasks were lost mid-run."""
+        lost = 0
+        for name in fs.listdir(wdir):
+            key, attempt = split_name(name)
+            path = os.path.join(wdir, name)
+            if self.result_status(key) is None:
+                lost += 1
+                header = self.task_header(key) or {}
+                if attempt + 1 <= (header.get("retries") or 0):
+                    self.release(path, attempt + 1)
+                    continue
+                exc = WorkerLost(f"task {header.get('name')}-{key[:8]}: {why}")
+                self.publish_result(key, {
+                    "status": FAILED, "name": header.get("name"), "attempt": attempt,
+                    "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
+            fs.unlink(path)
+            self.settle_dependents(key)
+        return lost
+
+    def declare_dead(self, pool: str, why: str) -> int | None:
+        """Take over a silent pool's claims.  Renaming its heartbeat to pools/POOL.dead
+        decides: exactly one observer wins; the others, and a pool that exited meanwhile,
+        get ENOENT and None.  The pool, if it was only slow, sees the .dead file at its next
+        heartbeat and stops; a result it still publishes for a requeued task either wins
+        the link race or is dropped: one result either way."""
+        try:
+            fs.rename(self.p("pools", f"{pool}.yaml"), self.p("pools", f"{pool}.dead"))
+        except FileNotFoundError:
+            return None
+        lost = 0
+        for w in fs.listdir(self.p("claimed")):
+            if w.rpartition(".")[0] == pool:
+                lost += self.requeue_claims(self.p("claimed", w), why)
+        log.warning("pool %s declared dead (%s): %d running task(s) requeued or failed",
+                    pool, why, lost)
+        return lost
+
+    def is_fenced(self, pool: str) -> bool:
+        """True if an observer declared this pool dead."""
+        return fs.stat(self.p("pools", f"{pool}.dead")) is not None
 
     # -- quarantine, pools, control ------------------------------------------------------------
 
@@ -409,26 +464,32 @@ class Spool:
     def write_heartbeat(self, pool: str, info: dict[str, Any]) -> None:
         self.replace(self.p("pools", f"{pool}.yaml"), yaml.safe_dump(info).encode())
 
-    def pools(self) -> list[dict[str, Any]]:
-        """Heartbeat records of registered pools, each with 'age' (seconds since its last
-        write, by this machine's clock: a display hint, not a liveness verdict)."""
+    def heartbeats(self, with_age: bool = False) -> list[dict[str, Any]]:
+        """Heartbeat records of registered pools (not of those declared dead).  With
+        with_age, each has 'age': seconds since its last write by this machine's clock,
+        a display hint, never a liveness verdict (PoolWatch gives those)."""
         out = []
         now = time.time()
         for name in fs.listdir(self.p("pools")):
             if not name.endswith(".yaml"):
                 continue
             path = self.p("pools", name)
-            st, data = fs.stat(path), fs.read(path)
-            if st is None or data is None:
+            st = fs.stat(path) if with_age else None
+            data = fs.read(path)
+            if data is None or (with_age and st is None):
                 continue
             try:
                 info = yaml.safe_load(data)
             except yaml.YAMLError:
                 continue
-            if isinstance(info, dict):
-                info["age"] = now - st.st_mtime
+            if isinstance(info, dict) and "pool" in info:
+                if st is not None:
+                    info["age"] = now - st.st_mtime
                 out.append(info)
         return out
+
+    def pools(self) -> list[dict[str, Any]]:
+        return self.heartbeats(with_age=True)
 
     def live_pools(self) -> list[dict[str, Any]]:
         """Pools whose heartbeat says running and was rewritten within three periods (by
@@ -471,6 +532,40 @@ class Spool:
                 yield key, records.decode("RESULT", data, self.result_path(key))[0]
             except CorruptFile:
                 yield key, {"status": "corrupt"}
+
+
+class PoolWatch:
+    """Liveness by counters, not clocks: a pool whose heartbeat counter has not moved for
+    its lease, timed on this observer's own monotonic clock, is declared dead.  Any number
+    of observers (the driver, idle pools) may watch; Spool.declare_dead lets one win."""
+
+    def __init__(self, spool: Spool, me: str | None = None):
+        self.spool = spool
+        self.me = me
+        self.seen: dict[str, tuple[Any, float]] = {}
+
+    def check(self) -> dict[str, int]:
+        """Look once; returns {pool: tasks lost} for each pool this observer declared dead."""
+        now = time.monotonic()
+        dead = {}
+        for hb in self.spool.heartbeats():
+            pool = hb["pool"]
+            if pool == self.me or hb.get("state") != "running":
+                continue
+            counter = hb.get("counter")
+            prev = self.seen.get(pool)
+            if prev is None or prev[0] != counter:
+                self.seen[pool] = (counter, now)
+                continue
+            lease = float(hb.get("lease") or 30)
+            if now - prev[1] > lease:
+                lost = self.spool.declare_dead(
+                    pool, f"pool {pool} on {hb.get('host')} stopped its heartbeat "
+                          f"(silent for over {lease:g} s) while running it")
+                if lost is not None:
+                    dead[pool] = lost
+                self.seen.pop(pool, None)
+        return dead
 
 
 def _count_sharded(spool: Spool, top: str) -> int:
