@@ -26,7 +26,7 @@ from farm.errors import (
     unpack_exception,
 )
 from farm.providers.local import LocalProvider, pool_command
-from farm.spool import DEP_FAILED, OK, PoolWatch, Spool
+from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity
 
 log = logging.getLogger("farm.executor")
 
@@ -70,6 +70,10 @@ class SpoolExecutor:
         self.spool = Spool.create(path)
         self.spool_path = self.spool.path
         self.fresh = fresh
+        self.me = driver_identity()
+        self.spool.acquire_driver(self.me)
+        self.beats = 0
+        self.fenced = False
         self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         self._announce()
         self.poolwatch = PoolWatch(self.spool)
@@ -106,9 +110,23 @@ class SpoolExecutor:
         self.provider.submit(self.spool, cmd, block)
         self.blocks.append(block)
 
+    def _fence(self) -> None:
+        """Another driver took the spool over while we were silent: stop, and fail what we
+        were waiting for (the new driver owns those tasks now)."""
+        self.fenced = True
+        err = SpoolError(f"another driver took over spool {self.spool.path} while this one "
+                         "was not heartbeating; this driver has stopped")
+        print(f"farm: {err}", file=sys.stderr)
+        with self.lock:
+            keys = list(self.pending)
+        for key in keys:
+            self._fail(key, err)
+
     def shutdown(self) -> None:
         self.stop.set()
         self.watcher.join(5)
+        if self.fenced:
+            return
         with self.lock:
             left = sum(1 for futs in self.pending.values() for f in futs if not f.done())
         if left:
@@ -120,6 +138,7 @@ class SpoolExecutor:
             # driver started (the next driver removes the request when it starts).
             self.spool.request_shutdown()
             self.provider.cancel(self.spool, self.provider.running())
+        self.spool.release_driver(self.me)
 
     # -- submission -------------------------------------------------------------------------
 
@@ -130,6 +149,8 @@ class SpoolExecutor:
         return self.spool.out_path(key, name, stream)
 
     def submit(self, task: TaskRecord) -> None:
+        if self.fenced:
+            raise SpoolError(f"another driver took over spool {self.spool.path}")
         key = task.key
         with self.lock:
             self.pending.setdefault(key, []).append(task.future)
@@ -203,6 +224,10 @@ class SpoolExecutor:
                 got = self._drain_notices()
                 now = time.monotonic()
                 if now - last_scale > 2:
+                    self.beats += 1
+                    if not self.spool.driver_beat(self.me, self.beats):
+                        self._fence()
+                        return
                     for pool, lost in self.poolwatch.check().items():
                         print(f"farm: pool {pool} went silent; declared it dead, {lost} "
                               "running task(s) requeued or failed", file=sys.stderr)
