@@ -38,8 +38,7 @@ def test_exactly_one_observer_declares_a_silent_pool_dead(tmp_path, retries):
     spool = Spool.create(tmp_path / "s")
     key = uuid.uuid4().hex
     spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x", "deps": [],
-                         "retries": retries}, b"")
-    spool.enqueue(key, ready=True)
+                         "retries": retries}, b"", "ready")
     wdir = spool.worker_dir("p1", 0)
     os.mkdir(wdir)
     assert spool.claim(key, wdir)
@@ -135,8 +134,7 @@ def test_sweep_finishes_a_half_done_declaration(tmp_path):
     spool = Spool.create(tmp_path / "s")
     key = uuid.uuid4().hex
     spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x", "deps": [],
-                         "retries": 2}, b"")
-    spool.enqueue(key, ready=True)
+                         "retries": 2}, b"", "ready")
     os.mkdir(spool.worker_dir("p9", 3))
     assert spool.claim(key, spool.worker_dir("p9", 3))
     spool.write_heartbeat("p9", {"pool": "p9", "state": "running", "counter": 1})

@@ -115,20 +115,20 @@ def test_two_pools_racing_for_1000_tasks_run_each_once(tmp_path, pools, monkeypa
     assert len(by_pool) == 2, by_pool  # both pools took part in the race
 
 
-def _task(spool, key, deps):
-    spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x", "deps": deps},
-                   b"")
+def _task(spool, key, deps, state="waiting"):
+    assert spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x",
+                                "deps": deps}, b"", state)
 
 
 def test_dependent_enqueued_after_dep_finished_is_promoted(tmp_path):
     """The driver adds the edge after the completer looked: the re-check promotes."""
     spool = Spool.create(tmp_path / "s")
     d, t = "aa" + uuid.uuid4().hex[2:], "bb" + uuid.uuid4().hex[2:]
-    _task(spool, d, [])
-    _task(spool, t, [d])
+    _task(spool, d, [], "ready")
+    os.unlink(spool.p("ready", d))  # (as if claimed and run)
     spool.publish_result(d, {"status": OK})
     assert spool.settle_dependents(d) is None  # nobody waits yet
-    spool.enqueue(t, ready=False)
+    _task(spool, t, [d])
     spool.add_dependent(d, t)
     assert spool.try_promote(t) == "ready"
     assert spool.ready_names() == [t]
@@ -137,10 +137,9 @@ def test_dependent_enqueued_after_dep_finished_is_promoted(tmp_path):
 def test_failed_dependency_fails_dependents_transitively(tmp_path):
     spool = Spool.create(tmp_path / "s")
     a, b, c = (uuid.uuid4().hex for _ in range(3))
-    for key, deps in ((a, []), (b, [a]), (c, [b])):
-        _task(spool, key, deps)
+    _task(spool, a, [], "ready")
     for key, dep in ((b, a), (c, b)):
-        spool.enqueue(key, ready=False)
+        _task(spool, key, [dep])
         spool.add_dependent(dep, key)
     spool.publish_result(a, {"status": "failed"})
     spool.settle_dependents(a)
@@ -153,9 +152,9 @@ def test_failed_dependency_fails_dependents_transitively(tmp_path):
 def test_sweep_repairs_a_lost_wakeup(tmp_path):
     spool = Spool.create(tmp_path / "s")
     d, t = uuid.uuid4().hex, uuid.uuid4().hex
-    _task(spool, d, [])
-    _task(spool, t, [d])
-    spool.enqueue(t, ready=False)  # crash: the edge was never written
+    _task(spool, d, [], "ready")
+    _task(spool, t, [d])  # crash: the edge was never written
+    os.unlink(spool.p("ready", d))  # (as if claimed and run)
     spool.publish_result(d, {"status": OK})
     spool.settle_dependents(d)
     assert spool.ready_names() == []
@@ -163,13 +162,22 @@ def test_sweep_repairs_a_lost_wakeup(tmp_path):
     assert spool.ready_names() == [t]
 
 
-def test_orphan_payload_is_detected(tmp_path):
+def test_interrupted_submit_is_finished_by_the_next_driver(tmp_path):
     spool = Spool.create(tmp_path / "s")
     k = uuid.uuid4().hex
-    _task(spool, k, [])
-    assert spool.is_orphan(k)  # published, never enqueued (driver died in between)
+    header = {"key": k, "name": "t", "kind": "python", "app": "x", "deps": []}
+    # kill -9 between the link into tasks/ and the rename into ready/:
+    tmp = spool.p("tmp", f"{k}.new")
+    with open(tmp, "wb") as f:
+        f.write(records.encode("TASK", header, b"args"))
+    os.makedirs(os.path.dirname(spool.task_path(k)), exist_ok=True)
+    os.link(tmp, spool.task_path(k))
+    # the next driver derives the same key:
+    assert spool.put_task(k, header, b"args", "ready") is False  # the task exists
+    assert not os.path.exists(tmp)
+    assert spool.is_orphan(k)  # ... but is in no state
     spool.enqueue(k, ready=True)
-    assert not spool.is_orphan(k)
+    assert not spool.is_orphan(k) and spool.ready_names() == [k]
 
 
 def test_records_name_the_file_when_damaged(tmp_path):

@@ -32,7 +32,10 @@ from farm.spool import PoolWatch, Spool, fs, split_name
 log = logging.getLogger("farm.pool")
 
 OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdir")
-IDLE_POLL = (0.001, 0.5)  # a worker's polling interval grows from the first to the second
+# A worker's polling interval grows from 1 ms to 50 ms while the pool has been idle for less
+# than WARM_IDLE seconds (work tends to come in bursts), then to 1 s.
+IDLE_POLL = (0.001, 0.05, 1.0)
+WARM_IDLE = 30.0
 
 
 class _NotVisible(Exception):
@@ -42,8 +45,8 @@ class _NotVisible(Exception):
 class Worker:
     """One worker process of a pool (runs after fork)."""
 
-    def __init__(self, spool_path: str, pool: str, index: int, state, ops):
-        self.spool_path, self.pool, self.index = spool_path, pool, index
+    def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, state, ops):
+        self.spool_path, self.pool, self.index, self.nworkers = spool_path, pool, index, nworkers
         self.state, self.ops = state, ops  # shared with the manager
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
@@ -60,12 +63,12 @@ class Worker:
         delay = IDLE_POLL[0]
         while os.getppid() == self.parent:  # the manager died: stop taking work
             if not names:
-                names = self.spool.ready_names()
-                random.shuffle(names)
+                names = self._candidates()
                 if not names:
                     self._set_busy(False)
                     time.sleep(delay)
-                    delay = min(delay * 1.5, IDLE_POLL[1])
+                    warm = time.monotonic() - self.state[1] < WARM_IDLE
+                    delay = min(delay * 1.5, IDLE_POLL[1] if warm else IDLE_POLL[2])
                     continue
             path = self.spool.claim(names.pop(), self.dir)
             if path is None:
@@ -75,6 +78,18 @@ class Worker:
             while path:
                 path = self.run(path)
             self.ops[:] = [fs.OPS[k] for k in OPKEYS]
+
+    def _candidates(self) -> list[str]:
+        """ready/ names in the order to try them (last first): the worker's own share
+        (by hash, so the pool's workers do not race each other for the same names) in
+        random order, then the rest, also shuffled (racing other pools is left to chance)."""
+        mine, others = [], []
+        n = self.nworkers
+        for name in self.spool.ready_names():
+            (mine if int(name[:4], 16) % n == self.index else others).append(name)
+        random.shuffle(mine)
+        random.shuffle(others)
+        return others + mine
 
     def _terminate(self, signum, frame) -> None:
         # Stop now: the manager requeues whatever is left in our claim directory.
@@ -238,7 +253,7 @@ class Pool:
         self.stopping = f"signal {signum}"
 
     def _start(self, i: int) -> None:
-        w = Worker(self.spool.path, self.id, i, self.states[i], self.ops[i])
+        w = Worker(self.spool.path, self.id, i, self.nworkers, self.states[i], self.ops[i])
         self.states[i][0], self.states[i][1] = 0.0, time.monotonic()
         p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)
         p.start()

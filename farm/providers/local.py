@@ -44,9 +44,11 @@ class LocalProvider:
 
     def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:
         script = spool.p("blocks", f"{block}.sh")
+        launch = self.launcher(command, 1, self.nodes_per_block)
+        if launch == command:
+            launch = f"exec {command}"  # the pool is the block's process: signals reach it
         body = "\n".join(["#!/bin/bash", f"# farm block {block} on {spool.path}",
-                          self.worker_init,
-                          self.launcher(command, 1, self.nodes_per_block), ""])
+                          self.worker_init, launch, ""])
         spool.replace(script, body.encode())
         log = open(spool.p("logs", f"{block}.log"), "ab")
         try:

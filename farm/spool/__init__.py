@@ -111,10 +111,7 @@ class Spool:
             )
         os.chmod(path, 0o700)
         for d in DIRS:
-            fs.mkdir(os.path.join(path, d))
-            if d in SHARDED:
-                for s in SHARDS:
-                    fs.mkdir(os.path.join(path, d, s))
+            fs.mkdir(os.path.join(path, d))  # shard directories are made when first used
         info = {
             "format": records.FORMAT,
             "farm": _version(),
@@ -161,7 +158,7 @@ class Spool:
         tmp = self.tmp()
         fs.create(tmp, data)
         try:
-            fs.link(tmp, final)
+            _link_into(tmp, final)
         except FileExistsError:
             fs.unlink(tmp)
             return None
@@ -192,9 +189,29 @@ class Spool:
             raise CorruptFile(path, "app payload missing (the task names an app that is not here)")
         return records.decode("APP", data, path)
 
-    def put_task(self, key: str, header: dict[str, Any], body: bytes) -> bool:
-        """Publish a task payload.  False if a payload with this key already exists."""
-        return self._publish(self.task_path(key), records.encode("TASK", header, body)) is not None
+    def put_task(self, key: str, header: dict[str, Any], body: bytes, state: str) -> bool:
+        """Publish a task payload and enter it in state ("ready" or "waiting") in three
+        calls: create tmp/KEY.new, link it to tasks/XX/KEY (the commit point: EEXIST means
+        the task exists already, and we return False), rename it into state/.
+
+        kill -9 between the link and the rename leaves tmp/KEY.new linked to the payload;
+        the next driver's create finds it (EEXIST), removes it and starts again, its link
+        then fails, and is_orphan() (link count 1, no result) tells it to enqueue.
+        """
+        tmp = self.p("tmp", f"{key}.new")
+        data = records.encode("TASK", header, body)
+        try:
+            fs.create(tmp, data, exclusive=True)
+        except FileExistsError:
+            fs.unlink(tmp)  # left by a driver that died here
+            fs.create(tmp, data, exclusive=True)
+        try:
+            _link_into(tmp, self.task_path(key))
+        except FileExistsError:
+            fs.unlink(tmp)
+            return False
+        fs.rename(tmp, self.p(state, key))
+        return True
 
     def read_task(self, path: str) -> tuple[dict[str, Any], bytes]:
         data = fs.read(path)
@@ -228,6 +245,7 @@ class Spool:
 
     def add_dependent(self, dep: str, key: str) -> None:
         d = self.p("deps", shard(dep), dep)
+        fs.mkdir(os.path.dirname(d))
         fs.mkdir(d)
         try:
             fs.create(os.path.join(d, key), b"", exclusive=True)
@@ -655,6 +673,15 @@ def _yaml(data: bytes | None) -> Any:
         return yaml.safe_load(data)
     except yaml.YAMLError:
         return None
+
+
+def _link_into(src: str, dst: str) -> None:
+    """os.link, making dst's (shard) directory on first use."""
+    try:
+        fs.link(src, dst)
+    except FileNotFoundError:
+        fs.mkdir(os.path.dirname(dst))
+        fs.link(src, dst)
 
 
 def _count_sharded(spool: Spool, top: str) -> int:
