@@ -80,16 +80,16 @@ class Worker:
             self.ops[:] = [fs.OPS[k] for k in OPKEYS]
 
     def _candidates(self) -> list[str]:
-        """ready/ names in the order to try them (last first): the worker's own share
-        (by hash, so the pool's workers do not race each other for the same names) in
-        random order, then the rest, also shuffled (racing other pools is left to chance)."""
+        """ready/ names to try (last first): the worker's own share (by hash, so the
+        pool's workers do not race each other for the same names), or, when that is
+        empty, the others' (helping out).  Shuffled: racing other pools is left to chance."""
         mine, others = [], []
         n = self.nworkers
         for name in self.spool.ready_names():
             (mine if int(name[:4], 16) % n == self.index else others).append(name)
-        random.shuffle(mine)
-        random.shuffle(others)
-        return others + mine
+        names = mine or others
+        random.shuffle(names)
+        return names
 
     def _terminate(self, signum, frame) -> None:
         # Stop now: the manager requeues whatever is left in our claim directory.
