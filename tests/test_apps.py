@@ -276,3 +276,26 @@ def test_context_manager(tmp_path):
         assert add(2, 2).result(T) == 4
     with pytest.raises(ConfigError):
         farm.dfk()
+
+
+def test_walltime_kills_the_whole_process_group(loaded, tmp_path):
+    import psutil
+
+    from tests.conftest import eventually
+
+    @bash_app
+    def spawner(pidfile, walltime=1):
+        return f"sleep 60 & echo $! > {pidfile}; sleep 60"
+
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(AppTimeout):
+        spawner(str(pidfile)).result(T)
+    child = int(pidfile.read_text())
+
+    def gone():
+        try:
+            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    eventually(gone, 10, f"the background child {child} to be killed")
