@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from farm.cli import cancel, pool, status
+from farm.cli import cancel, pool, retry, status
 from farm.errors import FarmError
 
-COMMANDS = {"pool": pool, "status": status, "cancel": cancel}
+COMMANDS = {"pool": pool, "status": status, "cancel": cancel, "retry": retry}
 
 
 def main(argv: list[str] | None = None) -> int:

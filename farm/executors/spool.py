@@ -39,12 +39,14 @@ class SpoolExecutor:
     provider: gets blocks and starts one pool per node in each (default: LocalProvider).
     max_workers_per_node: workers in each pool (default: one per core of the node).
     idle_timeout: a pool exits after this many seconds without work.
+    rerun_failed: when the script is run again, tasks that failed in an earlier run (and the
+        dependents that failed with them) run again; False keeps their failures.
     """
 
     def __init__(self, label: str = "spool", spool: str | os.PathLike[str] | None = None,
                  provider: Any = None, max_workers_per_node: int | None = None,
                  idle_timeout: float = 60.0, heartbeat_period: float = 2.0,
-                 python: str | None = None):
+                 python: str | None = None, rerun_failed: bool = True):
         self.label = label
         self.spool_path = os.fspath(spool) if spool is not None else None
         self.provider = provider if provider is not None else LocalProvider()
@@ -52,13 +54,15 @@ class SpoolExecutor:
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat_period
         self.python = python or sys.executable
+        self.rerun_failed = rerun_failed
         self.spool: Spool | None = None
         self.pending: dict[str, list[AppFuture]] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.apps: dict[int, str] = {}
         self.blocks: list[str] = []
-        self.stats = {"submitted": 0, "attached": 0, "done_before": 0}
+        self.stats = {"submitted": 0, "attached": 0, "done_before": 0, "rerun": 0}
+        self.reran: set[str] = set()  # failed in an earlier run, requeued by this one
 
     def __repr__(self) -> str:
         return f"SpoolExecutor(label={self.label!r}, spool={self.spool_path!r})"
@@ -155,9 +159,20 @@ class SpoolExecutor:
         key = task.key
         with self.lock:
             self.pending.setdefault(key, []).append(task.future)
-        if not self.fresh and self._resolve_if_done(key):
-            self.stats["done_before"] += 1
-            return
+        if not self.fresh:
+            status = self.spool.result_status(key)
+            if status is not None and (status == OK or not self.rerun_failed
+                                       or key in self.reran):
+                self._resolve(key)
+                self.stats["done_before"] += 1
+                return
+            if status is not None:
+                reran = self.spool.rerun(key)
+                self.reran.update(reran)
+                self.stats["rerun"] += len(reran)
+                if reran:
+                    self._ensure_blocks()
+                    return
         try:
             body = _pickle_args(task)
             header = self._header(task)

@@ -91,7 +91,7 @@ class Spool:
         self.info = info
         self._tmp_prefix = ""
         self._tmp_count = itertools.count()
-        self._status: dict[str, str] = {}  # key -> final status; results never change
+        self._status: dict[str, str] = {}  # key -> OK: a success is never reset
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -286,7 +286,8 @@ class Spool:
         tmp = self._publish(self.result_path(key), records.encode("RESULT", header, body), True)
         if tmp is None:
             return False
-        self._status[key] = header["status"]
+        if header["status"] == OK:
+            self._status[key] = OK
         # A crash here leaves no notice; the driver's periodic check of pending keys finds
         # the result anyway (and tmp/ garbage is swept).
         fs.rename(tmp, self.p("notices", key))
@@ -298,8 +299,8 @@ class Spool:
         return None if data is None else records.decode("RESULT", data, path)
 
     def result_status(self, key: str) -> str | None:
-        """ok / failed / dep_failed, or None while key has no result.  Cached: results
-        never change once published."""
+        """ok / failed / dep_failed, or None while key has no result.  Successes are
+        cached (never reset); failures are not (rerun() may move them away)."""
         status = self._status.get(key)
         if status is None:
             path = self.result_path(key)
@@ -309,9 +310,10 @@ class Spool:
             if b"\n" not in data.partition(b"\n")[2]:  # huge header: read it all
                 data = fs.read(path) or b""
             status = str(records.decode("RESULT", data, path)[0].get("status"))
-            if len(self._status) > 500_000:
-                self._status.clear()
-            self._status[key] = status
+            if status == OK:
+                if len(self._status) > 500_000:
+                    self._status.clear()
+                self._status[key] = status
         return status
 
     def notices(self) -> list[str]:
@@ -324,6 +326,42 @@ class Spool:
         """Keep the outcome of a failed attempt that is being retried (for reports)."""
         self._publish(self.p("attempts", f"{key}.{attempt}"),
                       records.encode("RESULT", {"key": key, **header}, body))
+
+    def rerun(self, key: str) -> list[str]:
+        """Run a failed task again, and with it the dependents that failed because of it.
+
+        Each failed result is renamed into attempts/ (the rename decides: a result that is
+        already gone was reset by someone else, and nothing happens), any unread notice of
+        it is dropped first, and the payload goes back to ready/ or, while a dependency has
+        no successful result, to waiting/.  Returns the keys requeued.  kill -9 part way
+        leaves payloads in no state and without a result: orphans, which a driver enqueues
+        when the script submits them again (or rerun again: it skips what has no result).
+        """
+        requeued = []
+        work = [key]
+        while work:
+            k = work.pop()
+            header = self.task_header(k)
+            if header is None:
+                raise SpoolError(f"no task {k} in {self.path}")
+            fs.unlink(self.p("notices", k))
+            try:
+                fs.rename(self.result_path(k),
+                          self.p("attempts", f"{k}.rerun-{time.time_ns()}"))
+            except FileNotFoundError:
+                continue
+            pending = [d for d in header.get("deps", []) if self.result_status(d) != OK]
+            for d in pending:
+                self.add_dependent(d, k)
+            self.enqueue(k, ready=not pending)
+            requeued.append(k)
+            work += [t for t in fs.listdir(self.p("deps", shard(k), k))
+                     if self.result_status(t) == DEP_FAILED]
+        return requeued
+
+    def failed_keys(self) -> list[str]:
+        """Keys whose result is a failure of the task itself (not of a dependency)."""
+        return [k for k, h in self.iter_results() if h.get("status") == FAILED]
 
     # -- the graph --------------------------------------------------------------------------
 
