@@ -17,6 +17,13 @@ from farm.providers import LocalProvider
 FARM = [sys.executable, "-m", "farm"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _signing_key(tmp_path_factory):
+    """Tests sign with their own key (inherited by every driver and pool they start)."""
+    os.environ["FARM_KEY_FILE"] = str(tmp_path_factory.mktemp("home") / "farm-key")
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _unload():
     yield

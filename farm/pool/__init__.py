@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ import cloudpickle
 from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, SerializationError, SpoolError
 from farm.pool import execute
-from farm.spool import PoolWatch, Spool, fs, split_name
+from farm.spool import PoolWatch, Spool, fs, sign, split_name
 
 log = logging.getLogger("farm.pool")
 
@@ -124,6 +125,11 @@ class Worker:
             time.sleep(0.5)
             self.spool.release(path, attempt)
             return None
+        except CorruptFile as e:  # a damaged or forged app payload or dependency result
+            self.spool.quarantine(e.path, str(e))
+            outcome = execute.failure(SpoolError(
+                f"task {header.get('name')}-{key[:8]}: {e.path} is damaged or forged "
+                f"({e.why}); it was quarantined and the task not run"))
         except Exception as e:
             outcome = execute.failure(e if isinstance(e, SerializationError) else
                                       SerializationError(f"task {header.get('name')}-{key[:8]}: "
@@ -174,7 +180,13 @@ class Worker:
     def _load(self, app_id: str):
         func = self.apps.get(app_id)
         if func is None:
-            _, body = self.spool.read_app(app_id)
+            header, body = self.spool.read_app(app_id)
+            made_by = str(header.get("python", ""))
+            here = "{}.{}".format(*sys.version_info[:2])
+            if made_by and ".".join(made_by.split(".")[:2]) != here:
+                raise SerializationError(
+                    f"app {header.get('name')} was pickled by Python {made_by}; this pool "
+                    f"on {self.host} runs Python {here}. Run pools with the driver's Python")
             try:
                 func = cloudpickle.loads(body)
             except Exception as e:
@@ -199,6 +211,11 @@ class Pool:
                  pool_id: str | None = None, block: str | None = None,
                  lease: float | None = None):
         self.spool = Spool(spool_path)
+        if self.spool.key is None and not self.spool.private:
+            raise SpoolError(
+                f"refusing spool {self.spool.path}: others can write to it and there is no "
+                f"signing key ({sign.key_path()}) to check its tasks with. Make the key "
+                "readable here (a shared home directory), or chmod 700 the spool")
         self.nworkers = workers or len(os.sched_getaffinity(0))
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat

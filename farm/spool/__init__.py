@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from farm.errors import CorruptFile, SpoolError, WorkerLost, pack_exception
-from farm.spool import fs, records
+from farm.spool import fs, records, sign
 
 log = logging.getLogger("farm.spool")
 
@@ -89,6 +89,11 @@ class Spool:
                 "a new spool"
             )
         self.info = info
+        # Records are signed and checked with the user's key when there is one.  Without
+        # one, only the directory's permissions protect the spool (see `private`).
+        self.key = sign.load_key()
+        st = os.stat(self.path)
+        self.private = st.st_uid == os.getuid() and not st.st_mode & 0o022
         self._tmp_prefix = ""
         self._tmp_count = itertools.count()
         self._status: dict[str, str] = {}  # key -> OK: a success is never reset
@@ -100,6 +105,7 @@ class Spool:
         """Open the spool at path, creating it (mode 0700) if the directory is new or empty."""
         path = os.path.abspath(os.fspath(path))
         meta = os.path.join(path, "spool.yaml")
+        sign.load_key(create=True)  # a driver always signs what it writes
         if os.path.exists(meta):
             return cls(path)
         os.makedirs(path, 0o700, exist_ok=True)
@@ -180,14 +186,14 @@ class Spool:
     def put_app(self, app_id: str, header: dict[str, Any], body: bytes) -> None:
         path = self.p("apps", app_id)
         if fs.stat(path) is None:
-            self._publish(path, records.encode("APP", header, body))
+            self._publish(path, records.encode("APP", header, body, self.key))
 
     def read_app(self, app_id: str) -> tuple[dict[str, Any], bytes]:
         path = self.p("apps", app_id)
         data = fs.read(path)
         if data is None:
             raise CorruptFile(path, "app payload missing (the task names an app that is not here)")
-        return records.decode("APP", data, path)
+        return records.decode("APP", data, path, self.key)
 
     def put_task(self, key: str, header: dict[str, Any], body: bytes, state: str) -> bool:
         """Publish a task payload and enter it in state ("ready" or "waiting") in three
@@ -199,7 +205,7 @@ class Spool:
         then fails, and is_orphan() (link count 1, no result) tells it to enqueue.
         """
         tmp = self.p("tmp", f"{key}.new")
-        data = records.encode("TASK", header, body)
+        data = records.encode("TASK", header, body, self.key)
         try:
             fs.create(tmp, data, exclusive=True)
         except FileExistsError:
@@ -217,7 +223,7 @@ class Spool:
         data = fs.read(path)
         if data is None:
             raise FileNotFoundError(errno.ENOENT, "task vanished", path)
-        return records.decode("TASK", data, path)
+        return records.decode("TASK", data, path, self.key)
 
     def task_header(self, key: str) -> dict[str, Any] | None:
         data = fs.read(self.task_path(key))
@@ -283,7 +289,8 @@ class Spool:
         (a racing pool won, and this outcome is dropped).  The winner also leaves a notice
         for the driver: the tmp file renamed into notices/ (the same inode as the result)."""
         header = {"key": key, **header}
-        tmp = self._publish(self.result_path(key), records.encode("RESULT", header, body), True)
+        tmp = self._publish(self.result_path(key),
+                            records.encode("RESULT", header, body, self.key), True)
         if tmp is None:
             return False
         if header["status"] == OK:
@@ -296,7 +303,7 @@ class Spool:
     def read_result(self, key: str, path: str | None = None) -> tuple[dict[str, Any], bytes] | None:
         path = path or self.result_path(key)
         data = fs.read(path)
-        return None if data is None else records.decode("RESULT", data, path)
+        return None if data is None else records.decode("RESULT", data, path, self.key)
 
     def result_status(self, key: str) -> str | None:
         """ok / failed / dep_failed, or None while key has no result.  Successes are
@@ -325,7 +332,7 @@ class Spool:
     def record_attempt(self, key: str, attempt: int, header: dict[str, Any], body: bytes) -> None:
         """Keep the outcome of a failed attempt that is being retried (for reports)."""
         self._publish(self.p("attempts", f"{key}.{attempt}"),
-                      records.encode("RESULT", {"key": key, **header}, body))
+                      records.encode("RESULT", {"key": key, **header}, body, self.key))
 
     def rerun(self, key: str) -> list[str]:
         """Run a failed task again, and with it the dependents that failed because of it.
