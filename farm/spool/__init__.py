@@ -78,7 +78,7 @@ class Spool:
                 f"{self.path} is not a farm spool (no spool.yaml); point farm at the spool "
                 "directory itself, or at a new path to create one"
             ) from None
-        except (OSError, yaml.YAMLError) as e:
+        except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8
             raise SpoolError(f"{meta}: cannot read spool metadata: {e}") from None
         if not isinstance(info, dict) or not isinstance(info.get("format"), int):
             raise SpoolError(f"{meta}: damaged spool metadata (no integer 'format' field)")
@@ -223,13 +223,15 @@ class Spool:
         data = fs.read(path)
         if data is None:
             raise FileNotFoundError(errno.ENOENT, "task vanished", path)
-        return records.decode("TASK", data, path, self.key)
+        header, body = records.decode("TASK", data, path, self.key)
+        return _check_task(header, path), body
 
     def task_header(self, key: str) -> dict[str, Any] | None:
         data = fs.read(self.task_path(key))
         if data is None:
             return None
-        return records.decode("TASK", data, self.task_path(key))[0]
+        return _check_task(records.decode("TASK", data, self.task_path(key))[0],
+                           self.task_path(key))
 
     def enqueue(self, key: str, ready: bool) -> None:
         """Link a published payload into ready/ or waiting/ (EEXIST: it is already there)."""
@@ -673,7 +675,10 @@ class PoolWatch:
             if prev is None or prev[0] != counter:
                 self.seen[pool] = (counter, now)
                 continue
-            lease = float(hb.get("lease") or 30)
+            try:
+                lease = float(hb.get("lease") or 30)
+            except (TypeError, ValueError):
+                lease = 30.0  # a damaged heartbeat: assume the default lease
             if now - prev[1] > lease:
                 lost = self.spool.declare_dead(
                     pool, f"pool {pool} on {hb.get('host')} stopped its heartbeat "
@@ -718,6 +723,18 @@ def _yaml(data: bytes | None) -> Any:
         return yaml.safe_load(data)
     except yaml.YAMLError:
         return None
+
+
+def _check_task(header: dict[str, Any], path: str) -> dict[str, Any]:
+    """A task header has the fields the protocol routes by, of the right types."""
+    deps = header.get("deps")
+    if (header.get("kind") not in ("python", "bash") or not isinstance(header.get("app"), str)
+            or not isinstance(header.get("name"), str) or not isinstance(deps, list)
+            or not all(isinstance(d, str) for d in deps)
+            or not isinstance(header.get("retries", 0), int)):
+        raise CorruptFile(path, "task header lacks kind, app, name or deps, or has them of "
+                                "the wrong type")
+    return header
 
 
 def _link_into(src: str, dst: str) -> None:

@@ -38,7 +38,7 @@ def decode(kind: str, data: bytes, path: str,
         if len(parts) != 3:
             raise CorruptFile(path, "unsigned record in a signed spool: not written by farm "
                                     "with your key; it will not be run")
-        if not sign.verify(key, rest, parts[2].decode("ascii", "replace")):
+        if not sign.verify(key, rest, parts[2]):
             raise CorruptFile(path, "signature does not match: the record was altered or "
                                     "forged (or signed with another key); it will not be run")
     try:

@@ -60,5 +60,7 @@ def sign(key: bytes, data: bytes) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def verify(key: bytes, data: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(key, data), signature)
+def verify(key: bytes, data: bytes, signature: bytes) -> bool:
+    # bytes, not str: compare_digest refuses non-ASCII strings, and a damaged signature
+    # may hold any byte
+    return hmac.compare_digest(sign(key, data).encode(), signature)
