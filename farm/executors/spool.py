@@ -27,7 +27,7 @@ from farm.errors import (
     unpack_exception,
 )
 from farm.providers.local import LocalProvider, pool_command
-from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity
+from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity, fs
 
 log = logging.getLogger("farm.executor")
 
@@ -138,12 +138,16 @@ class SpoolExecutor:
             print(f"farm: {left} tasks are still queued or running in {self.spool.path}; "
                   "its pools go on with them. Run the script again to collect the results.",
                   file=sys.stderr)
-        else:
-            # Nothing left to do: every pool on this spool may go, also those an earlier
-            # driver started (the next driver removes the request when it starts).
-            self.spool.request_shutdown()
-            self.provider.cancel(self.spool, self.provider.running())
-        self.spool.release_driver(self.me)
+        try:
+            if not left:
+                # Nothing left to do: every pool on this spool may go, also those an earlier
+                # driver started (the next driver removes the request when it starts).
+                self.spool.request_shutdown()
+                self.provider.cancel(self.spool, self.provider.running())
+            self.spool.release_driver(self.me)
+        except OSError as e:
+            print(f"farm: could not tidy up the spool at exit: {fs.explain(e)}",
+                  file=sys.stderr)
 
     # -- submission -------------------------------------------------------------------------
 
@@ -173,15 +177,21 @@ class SpoolExecutor:
                 if reran:
                     self._ensure_blocks()
                     return
+        done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
+        ready = all(done.get(d, False) for d in task.deps)
         try:
             body = _pickle_args(task)
             header = self._header(task)
+            new = self.spool.put_task(key, header, body, "ready" if ready else "waiting")
         except SerializationError as e:
             self._fail(key, e)
             return
-        done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
-        ready = all(done.get(d, False) for d in task.deps)
-        if self.spool.put_task(key, header, body, "ready" if ready else "waiting"):
+        except OSError as e:
+            self._fail(key, SpoolError(f"task {task.label} was not submitted: "
+                                       f"{fs.explain(e)}. Nothing was lost: fix this and "
+                                       "run the script again"))
+            return
+        if new:
             self.stats["submitted"] += 1
             self._ensure_blocks()
             if not ready:

@@ -37,6 +37,7 @@ OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdi
 # than WARM_IDLE seconds (work tends to come in bursts), then to 1 s.
 IDLE_POLL = (0.001, 0.05, 1.0)
 WARM_IDLE = 30.0
+IO_BACKOFF = 2.0  # seconds a worker waits after the spool's filesystem failed it
 
 
 class _NotVisible(Exception):
@@ -51,6 +52,7 @@ class Worker:
         self.state, self.ops = state, ops  # shared with the manager
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
+        self.held = False
 
     def main(self) -> None:
         signal.signal(signal.SIGTERM, self._terminate)
@@ -63,22 +65,49 @@ class Worker:
         names: list[str] = []
         delay = IDLE_POLL[0]
         while os.getppid() == self.parent:  # the manager died: stop taking work
+            try:
+                names, delay = self._step(names, delay)
+            except OSError as e:
+                # The spool's filesystem failed us (full, read-only, gone): keep the pool
+                # alive, give back what we hold, and try again later.
+                log.error("pool %s worker %d: %s; retrying in %ss", self.pool, self.index,
+                          fs.explain(e), IO_BACKOFF)
+                self._give_back()
+                names = []
+                time.sleep(IO_BACKOFF)
+
+    def _give_back(self) -> None:
+        try:
+            for name in fs.listdir(self.dir):
+                self.spool.release(os.path.join(self.dir, name), split_name(name)[1])
+        except OSError:
+            self.held = True  # still failing: the claims stay ours; we run them later
+
+    def _step(self, names: list[str], delay: float) -> tuple[list[str], float]:
+        """Claim and run one task (and the dependents it makes runnable), or wait a little.
+        Returns the names still to try and the next idle delay."""
+        if self.held:  # claims kept through an I/O error: run them first
+            for name in fs.listdir(self.dir):
+                self._run_chain(os.path.join(self.dir, name))
+            self.held = False
+        if not names:
+            names = self._candidates()
             if not names:
-                names = self._candidates()
-                if not names:
-                    self._set_busy(False)
-                    time.sleep(delay)
-                    warm = time.monotonic() - self.state[1] < WARM_IDLE
-                    delay = min(delay * 1.5, IDLE_POLL[1] if warm else IDLE_POLL[2])
-                    continue
-            path = self.spool.claim(names.pop(), self.dir)
-            if path is None:
-                continue
-            delay = IDLE_POLL[0]
-            self._set_busy(True)
-            while path:
-                path = self.run(path)
-            self.ops[:] = [fs.OPS[k] for k in OPKEYS]
+                self._set_busy(False)
+                time.sleep(delay)
+                warm = time.monotonic() - self.state[1] < WARM_IDLE
+                return names, min(delay * 1.5, IDLE_POLL[1] if warm else IDLE_POLL[2])
+        path = self.spool.claim(names.pop(), self.dir)
+        if path is None:
+            return names, delay
+        self._run_chain(path)
+        return names, IDLE_POLL[0]
+
+    def _run_chain(self, path: str | None) -> None:
+        self._set_busy(True)
+        while path:
+            path = self.run(path)
+        self.ops[:] = [fs.OPS[k] for k in OPKEYS]
 
     def _candidates(self) -> list[str]:
         """ready/ names to try (last first): the worker's own share (by hash, so the
@@ -322,6 +351,12 @@ class Pool:
                 pass
 
     def _beat(self, state: str) -> None:
+        try:
+            self._write_beat(state)
+        except OSError as e:  # a full or read-only spool must not kill the pool
+            log.error("pool %s: cannot write its heartbeat: %s", self.id, fs.explain(e))
+
+    def _write_beat(self, state: str) -> None:
         self.counter += 1
         ops = dict(fs.OPS)
         for arr in self.ops:

@@ -162,8 +162,8 @@ class Spool:
         published (the link decides: on EEXIST somebody else already did, and we return
         None).  The tmp file is removed unless keep_tmp (the caller renames it onward)."""
         tmp = self.tmp()
-        fs.create(tmp, data)
         try:
+            fs.create(tmp, data)
             _link_into(tmp, final)
         except FileExistsError:
             fs.unlink(tmp)
@@ -178,8 +178,12 @@ class Spool:
     def replace(self, final: str, data: bytes) -> None:
         """Atomically set the content of a mutable file (heartbeats, block records)."""
         tmp = self.tmp()
-        fs.create(tmp, data)
-        fs.rename(tmp, final)
+        try:
+            fs.create(tmp, data)
+            fs.rename(tmp, final)
+        except OSError:
+            fs.unlink(tmp)
+            raise
 
     # -- apps and tasks ---------------------------------------------------------------------
 
@@ -207,15 +211,18 @@ class Spool:
         tmp = self.p("tmp", f"{key}.new")
         data = records.encode("TASK", header, body, self.key)
         try:
-            fs.create(tmp, data, exclusive=True)
-        except FileExistsError:
-            fs.unlink(tmp)  # left by a driver that died here
-            fs.create(tmp, data, exclusive=True)
-        try:
+            try:
+                fs.create(tmp, data, exclusive=True)
+            except FileExistsError:
+                fs.unlink(tmp)  # left by a driver that died here
+                fs.create(tmp, data, exclusive=True)
             _link_into(tmp, self.task_path(key))
         except FileExistsError:
             fs.unlink(tmp)
             return False
+        except OSError:
+            fs.unlink(tmp)  # (a partial file must not stay behind: ENOSPC, EROFS...)
+            raise
         fs.rename(tmp, self.p(state, key))
         return True
 

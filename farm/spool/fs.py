@@ -102,5 +102,22 @@ def create(path: str, data: bytes, exclusive: bool = False) -> None:
         os.close(fd)
 
 
+_HINTS = {
+    errno.ENOSPC: "the filesystem is full",
+    errno.EDQUOT: "your disk quota is exceeded",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "I/O error (a failing disk, or a network filesystem in trouble)",
+    errno.ESTALE: "stale file handle (the network filesystem lost track of the file)",
+}
+
+
+def explain(err: OSError) -> str:
+    """One line saying which file and what went wrong, in words a user can act on."""
+    where = err.filename or "the spool"
+    return f"{where}: {_HINTS.get(err.errno, err.strerror or str(err))}"
+
+
 def snapshot() -> dict[str, int]:
     return dict(OPS)
