@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lease", type=float, default=None,
                    help="seconds without a heartbeat after which observers declare this pool "
                         "dead and requeue its tasks (default: 10 heartbeats, at least 5)")
+    p.add_argument("--sweep", type=float, default=30.0,
+                   help="seconds between the repair sweeps an idle pool makes (default 30)")
     p.add_argument("--pool-id", default=None, help="name of this pool (default HOST-PID)")
     p.add_argument("--block", default=None, help="the block (batch job) this pool belongs to")
 
@@ -30,5 +32,5 @@ def run(args) -> int:
         raise SystemExit("farm pool: --workers must be at least 1")
     pool = Pool(args.spool, workers=args.workers, idle_timeout=args.idle_timeout,
                 heartbeat=args.heartbeat, pool_id=args.pool_id, block=args.block,
-                lease=args.lease)
+                lease=args.lease, sweep=args.sweep)
     return pool.run()

@@ -39,6 +39,7 @@ class SpoolExecutor:
     provider: gets blocks and starts one pool per node in each (default: LocalProvider).
     max_workers_per_node: workers in each pool (default: one per core of the node).
     idle_timeout: a pool exits after this many seconds without work.
+    sweep_period: seconds between the repair sweeps of the driver and of idle pools.
     rerun_failed: when the script is run again, tasks that failed in an earlier run (and the
         dependents that failed with them) run again; False keeps their failures.
     """
@@ -46,7 +47,8 @@ class SpoolExecutor:
     def __init__(self, label: str = "spool", spool: str | os.PathLike[str] | None = None,
                  provider: Any = None, max_workers_per_node: int | None = None,
                  idle_timeout: float = 60.0, heartbeat_period: float = 2.0,
-                 python: str | None = None, rerun_failed: bool = True):
+                 python: str | None = None, rerun_failed: bool = True,
+                 sweep_period: float = 30.0):
         self.label = label
         self.spool_path = os.fspath(spool) if spool is not None else None
         self.provider = provider if provider is not None else LocalProvider()
@@ -55,6 +57,7 @@ class SpoolExecutor:
         self.heartbeat_period = heartbeat_period
         self.python = python or sys.executable
         self.rerun_failed = rerun_failed
+        self.sweep_period = sweep_period
         self.spool: Spool | None = None
         self.pending: dict[str, list[AppFuture]] = {}
         self.lock = threading.Lock()
@@ -111,7 +114,7 @@ class SpoolExecutor:
     def _add_block(self) -> None:
         block = f"b{int(time.time() * 1000):x}-{len(self.blocks)}"
         cmd = pool_command(self.spool, block, self.workers, self.idle_timeout,
-                           self.heartbeat_period, self.python)
+                           self.heartbeat_period, self.python, self.sweep_period)
         self.provider.submit(self.spool, cmd, block)
         self.blocks.append(block)
 
@@ -269,7 +272,7 @@ class SpoolExecutor:
                 if now - last_check > 15:
                     self._check_pending()
                     last_check = now
-                if now - last_sweep > 30:
+                if now - last_sweep > self.sweep_period:
                     self.spool.sweep()
                     last_sweep = now
             except Exception:
@@ -283,9 +286,10 @@ class SpoolExecutor:
         for key in names:
             with self.lock:
                 known = key in self.pending
-            if known:
-                self._resolve(key, self.spool.p("notices", key))
-            self.spool.drop_notice(key)
+            # A notice whose result we could not read yet (not visible here) stays for the
+            # next look; one of a key nobody waits for is dropped (submit checks results).
+            if not known or self._resolve(key, self.spool.p("notices", key)):
+                self.spool.drop_notice(key)
         return len(names)
 
     def _check_pending(self) -> None:
@@ -304,18 +308,16 @@ class SpoolExecutor:
             self._add_block()
 
     def _resolve_if_done(self, key: str) -> bool:
-        if self.spool.result_status(key) is None:
-            return False
-        self._resolve(key)
-        return True
+        return self.spool.result_status(key) is not None and self._resolve(key)
 
-    def _resolve(self, key: str, path: str | None = None) -> None:
+    def _resolve(self, key: str, path: str | None = None) -> bool:
+        """Resolve key's futures from its result; False if the result cannot be seen."""
         try:
             res = self.spool.read_result(key, path)
             if res is None and path is not None:
                 res = self.spool.read_result(key)
             if res is None:
-                return
+                return False
             header, body = res
             status = header.get("status")
             if status == OK:
@@ -342,6 +344,7 @@ class SpoolExecutor:
                 f.set_result(value)
             else:
                 f.set_exception(exc)
+        return True
 
     def _fail(self, key: str, exc: BaseException) -> None:
         with self.lock:

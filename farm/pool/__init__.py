@@ -44,6 +44,9 @@ class _NotVisible(Exception):
     """A dependency's result is not visible here yet (NFS caching): try again later."""
 
 
+GRACE = 60.0  # seconds a file the task needs may stay invisible before the task fails
+
+
 class Worker:
     """One worker process of a pool (runs after fork)."""
 
@@ -53,6 +56,7 @@ class Worker:
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
         self.held = False
+        self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
 
     def main(self) -> None:
         signal.signal(signal.SIGTERM, self._terminate)
@@ -150,10 +154,18 @@ class Worker:
             func = self._app(header)
             args, kwargs = cloudpickle.loads(body)
             args, kwargs = substitute(args, kwargs, self._dep_value)
-        except _NotVisible:
-            time.sleep(0.5)
-            self.spool.release(path, attempt)
-            return None
+        except (_NotVisible, FileNotFoundError) as e:
+            # On NFS a file can stay invisible to this node for a while: never conclude
+            # from one miss.  Give the task back and look again, for up to GRACE seconds.
+            missing = e.filename if isinstance(e, FileNotFoundError) else e.args[0]
+            first = self.misses.setdefault(key, time.monotonic())
+            if time.monotonic() - first < GRACE:
+                time.sleep(0.5)
+                self.spool.release(path, attempt)
+                return None
+            outcome = execute.failure(SpoolError(
+                f"task {header.get('name')}-{key[:8]}: {missing} is still missing after "
+                f"{GRACE:g} s; the spool is incomplete (was it cleaned or moved?)"))
         except CorruptFile as e:  # a damaged or forged app payload or dependency result
             self.spool.quarantine(e.path, str(e))
             outcome = execute.failure(SpoolError(
@@ -228,7 +240,7 @@ class Worker:
     def _dep_value(self, key: str):
         res = self.spool.read_result(key)
         if res is None:
-            raise _NotVisible(key)
+            raise _NotVisible(self.spool.result_path(key))
         return cloudpickle.loads(res[1])
 
 
@@ -238,7 +250,7 @@ class Pool:
     def __init__(self, spool_path: str, workers: int | None = None,
                  idle_timeout: float = 120.0, heartbeat: float = 2.0,
                  pool_id: str | None = None, block: str | None = None,
-                 lease: float | None = None):
+                 lease: float | None = None, sweep: float = 30.0):
         self.spool = Spool(spool_path)
         if self.spool.key is None and not self.spool.private:
             raise SpoolError(
@@ -263,6 +275,7 @@ class Pool:
         self.counter = 0
         self.stopping = ""
         self.watch = PoolWatch(self.spool, me=self.id)
+        self.sweep_period = sweep
         self.started = time.time()
         self.lost = 0
 
@@ -274,6 +287,7 @@ class Pool:
         for i in range(self.nworkers):
             self._start(i)
         next_beat = 0.0
+        next_sweep = time.monotonic() + self.sweep_period
         while not self.stopping:
             now = time.monotonic()
             if now >= next_beat:
@@ -285,7 +299,12 @@ class Pool:
                 if self.spool.shutdown_requested():
                     self.stopping = "the spool asked pools to shut down"
                 elif not any(st[0] for st in self.states):
-                    self.watch.check()  # an idle pool helps find dead ones
+                    # An idle pool helps: it looks for dead pools, and now and then for
+                    # lost wakeups (on NFS, a promotion can miss a result not yet visible).
+                    self.watch.check()
+                    if now >= next_sweep:
+                        self._sweep()
+                        next_sweep = now + self.sweep_period
             self._reap()
             if self._idle_for() > self.idle_timeout:
                 self.stopping = f"idle for {self.idle_timeout} s"
@@ -294,6 +313,15 @@ class Pool:
         self._stop_workers()
         self._beat("exited")
         return 0
+
+    def _sweep(self) -> None:
+        try:
+            counts = self.spool.sweep()
+        except OSError as e:
+            log.error("pool %s: sweep failed: %s", self.id, fs.explain(e))
+            return
+        if any(counts.values()):
+            log.info("pool %s: sweep repaired %s", self.id, counts)
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = f"signal {signum}"

@@ -113,9 +113,10 @@ def _recorded_pid(spool: Spool, block: str) -> int | None:
 
 
 def pool_command(spool: Spool, block: str, workers: int | None, idle_timeout: float,
-                 heartbeat: float, python: str) -> str:
+                 heartbeat: float, python: str, sweep: float = 30.0) -> str:
     argv = [python, "-m", "farm", "pool", spool.path, "--block", block,
-            "--idle-timeout", str(idle_timeout), "--heartbeat", str(heartbeat)]
+            "--idle-timeout", str(idle_timeout), "--heartbeat", str(heartbeat),
+            "--sweep", str(sweep)]
     if workers:
         argv += ["--workers", str(workers)]
     return shlex.join(argv)

@@ -195,8 +195,8 @@ class Spool:
     def read_app(self, app_id: str) -> tuple[dict[str, Any], bytes]:
         path = self.p("apps", app_id)
         data = fs.read(path)
-        if data is None:
-            raise CorruptFile(path, "app payload missing (the task names an app that is not here)")
+        if data is None:  # perhaps only not visible here yet: the caller decides
+            raise FileNotFoundError(errno.ENOENT, "app payload not found", path)
         return records.decode("APP", data, path, self.key)
 
     def put_task(self, key: str, header: dict[str, Any], body: bytes, state: str) -> bool:

@@ -9,9 +9,39 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import time
 from collections import Counter
 
 OPS: Counter[str] = Counter()
+
+# Fault injection, for tests of visibility delays: FARM_FAULTS="hide=P:S" makes a file that
+# another process wrote less than S seconds ago invisible to read/stat/listdir with
+# probability P (as NFS clients' caches do).  Files this process wrote or moved itself stay
+# visible to it, as on NFS.
+_HIDE_P, _HIDE_AGE = 0.0, 0.0
+if os.environ.get("FARM_FAULTS", "").startswith("hide="):
+    _p, _, _s = os.environ["FARM_FAULTS"][5:].partition(":")
+    _HIDE_P, _HIDE_AGE = float(_p), float(_s or 1.0)
+_OWN: set[str] = set()
+
+
+def _mine(path: str) -> None:
+    if _HIDE_P:
+        if len(_OWN) > 200_000:
+            _OWN.clear()
+        _OWN.add(path)
+
+
+def _hidden(path: str) -> bool:
+    if not _HIDE_P or path in _OWN or random.random() >= _HIDE_P:
+        return False
+    try:
+        hide = time.time() - os.stat(path).st_mtime < _HIDE_AGE
+    except OSError:
+        return False
+    OPS["hidden"] += hide
+    return hide
 
 
 class CrossDevice(OSError):
@@ -34,6 +64,7 @@ def rename(src: str, dst: str) -> None:
     except OSError as e:
         _check_xdev(e, src, dst)
         raise
+    _mine(dst)
 
 
 def link(src: str, dst: str) -> None:
@@ -43,6 +74,7 @@ def link(src: str, dst: str) -> None:
     except OSError as e:
         _check_xdev(e, src, dst)
         raise
+    _mine(dst)
 
 
 def unlink(path: str) -> bool:
@@ -58,7 +90,7 @@ def unlink(path: str) -> bool:
 def stat(path: str) -> os.stat_result | None:
     OPS["stat"] += 1
     try:
-        return os.stat(path)
+        return None if _hidden(path) else os.stat(path)
     except FileNotFoundError:
         return None
 
@@ -66,9 +98,12 @@ def stat(path: str) -> os.stat_result | None:
 def listdir(path: str) -> list[str]:
     OPS["listdir"] += 1
     try:
-        return os.listdir(path)
+        names = os.listdir(path)
     except FileNotFoundError:
         return []
+    if _HIDE_P:
+        names = [n for n in names if not _hidden(os.path.join(path, n))]
+    return names
 
 
 def mkdir(path: str) -> None:
@@ -82,6 +117,8 @@ def mkdir(path: str) -> None:
 def read(path: str, limit: int = -1) -> bytes | None:
     """Whole content (or the first `limit` bytes) of path, or None if it does not exist."""
     OPS["open"] += 1
+    if _hidden(path):
+        return None
     try:
         with open(path, "rb") as f:
             return f.read(limit)
@@ -100,6 +137,7 @@ def create(path: str, data: bytes, exclusive: bool = False) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+    _mine(path)
 
 
 _HINTS = {
