@@ -73,6 +73,11 @@ def link(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError as e:
         _check_xdev(e, src, dst)
+        if e.errno in (errno.EPERM, errno.EOPNOTSUPP):
+            # Fail closed: without hard links there is no publish-once.
+            raise OSError(e.errno, "the spool's filesystem does not support hard links, which "
+                          "farm needs to publish each result exactly once; put the spool on "
+                          "Lustre, GPFS, NFS, ext4, xfs...", dst) from e
         raise
     _mine(dst)
 
