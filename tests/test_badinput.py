@@ -43,6 +43,36 @@ def test_corrupt_payload_is_quarantined_and_pool_goes_on(tmp_path, pools, monkey
     assert add(3, 3).result(T) == 6  # the same pool still serves
     assert pool.poll() is None
     assert any(n.endswith(".why") for n in os.listdir(spool.p("quarantine")))
+    farm.clear()
+    farm.load(spool_config(tmp_path / "s"))  # a re-run submits the damaged task afresh
+    assert add(1, 1).result(T) == 2
+
+
+def test_damaged_waiting_payload_fails_its_task_not_the_pool(tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    a = add(1, 1)
+    b = add(a, 1)  # waits for a
+    spool = _spool()
+    with open(spool.task_path(b.key), "r+b") as f:  # the same inode as waiting/KEY
+        f.write(b"\x00garbage")
+    pool = pools.start(spool.path, "--workers", "1", "--idle-timeout", "30")
+    assert a.result(T) == 2
+    with pytest.raises(SpoolError, match="damaged or forged"):
+        b.result(T)
+    assert add(7, 7).result(T) == 14 and pool.poll() is None
+
+
+def test_stray_files_in_ready_are_ignored(tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    spool = _spool()
+    for stray in (".nfs000123", "notes.txt", "ABCDEF"):
+        open(spool.p("ready", stray), "w").close()
+    f = add(2, 3)
+    pool = pools.start(spool.path, "--workers", "2", "--idle-timeout", "30")
+    assert f.result(T) == 5 and pool.poll() is None
+    assert sorted(os.listdir(spool.p("ready"))) == [".nfs000123", "ABCDEF", "notes.txt"]
 
 
 def test_corrupt_result_names_the_file(tmp_path, monkeypatch):
@@ -55,11 +85,17 @@ def test_corrupt_result_names_the_file(tmp_path, monkeypatch):
     spool = Spool(tmp_path / "s")
     with open(spool.result_path(key), "wb") as fh:
         fh.write(b"FARM-RESULT 1\n{broken")
-    farm.load(spool_config(tmp_path / "s"))
+    cfg = spool_config(tmp_path / "s")
+    cfg.executors[0].rerun_failed = False
+    farm.load(cfg)
     g = add(5)
     assert g.key == key
     with pytest.raises(SpoolError, match=spool.result_path(key)):
         g.result(T)
+    farm.clear()
+    farm.load(spool_config(tmp_path / "s"))  # by default a damaged result is run again
+    assert add(5).result(T) == 5
+    assert any(n.startswith(f"{key}.rerun-") for n in os.listdir(spool.p("attempts")))
 
 
 def test_unpicklable_argument_names_task_and_argument(tmp_path, monkeypatch):

@@ -70,8 +70,14 @@ def _run(spool, worker, key):
     assert path
     worker.run(path)  # must not raise, whatever the files hold
     assert os.listdir(worker.dir) == []  # the claim is settled, one way or the other
-    header, _ = spool.read_result(key)
-    return header
+    res = spool.read_result(key)
+    if res is None:
+        # Given back to look again later (a file it names is missing: on NFS that may be
+        # a visibility delay, so the worker waits out a grace period before failing it).
+        assert spool.ready_names().count(key) == 1
+        os.unlink(spool.p("ready", key))
+        return {"status": OK}
+    return res[0]
 
 
 def _clear_or_quarantined(spool, header, path):

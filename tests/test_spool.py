@@ -206,3 +206,14 @@ def test_spool_open_errors(tmp_path):
     (tmp_path / "s" / "spool.yaml").write_text("format: 7\n")
     with pytest.raises(SpoolError, match="newer farm.*format 7"):
         Spool(tmp_path / "s")
+
+
+def test_kill_between_dep_failure_and_unlink_is_swept(tmp_path):
+    """A dependency failure is recorded (result) before waiting/ is cleared: a kill -9 in
+    between leaves an entry with a result, which the sweep clears; nothing is lost."""
+    spool = Spool.create(tmp_path / "s")
+    t = uuid.uuid4().hex
+    _task(spool, t, ["ff" * 16])
+    spool.publish_result(t, {"status": DEP_FAILED, "failed_deps": ["ff" * 16]})
+    assert spool.sweep()["cleared"] == 1
+    assert os.listdir(spool.p("waiting")) == [] and spool.result_status(t) == DEP_FAILED

@@ -39,6 +39,8 @@ def run(args) -> int:
     requeued = []
     for key in keys:
         requeued += spool.rerun(key)
+    if requeued:
+        spool.request_shutdown(False)  # a finished driver's request must not stop new pools
     print(f"farm retry: {len(requeued)} task(s) requeued in {spool.path}")
     if requeued and not spool.live_pools():
         print(f"farm retry: no pool is running: start one (farm pool {spool.path}) or run "

@@ -87,6 +87,8 @@ class SpoolExecutor:
         self.poolwatch = PoolWatch(self.spool)
         self.watcher = threading.Thread(target=self._watch, name="farm-watch", daemon=True)
         self.watcher.start()
+        self.beater = threading.Thread(target=self._beat, name="farm-beat", daemon=True)
+        self.beater.start()
         self.blocks_started = False
 
     def _ensure_blocks(self) -> None:
@@ -122,6 +124,7 @@ class SpoolExecutor:
         """Another driver took the spool over while we were silent: stop, and fail what we
         were waiting for (the new driver owns those tasks now)."""
         self.fenced = True
+        self.stop.set()
         err = SpoolError(f"another driver took over spool {self.spool.path} while this one "
                          "was not heartbeating; this driver has stopped")
         print(f"farm: {err}", file=sys.stderr)
@@ -133,6 +136,7 @@ class SpoolExecutor:
     def shutdown(self) -> None:
         self.stop.set()
         self.watcher.join(5)
+        self.beater.join(5)
         if self.fenced:
             return
         with self.lock:
@@ -164,22 +168,26 @@ class SpoolExecutor:
         if self.fenced:
             raise SpoolError(f"another driver took over spool {self.spool.path}")
         key = task.key
-        with self.lock:
-            self.pending.setdefault(key, []).append(task.future)
+        rerun = False
         if not self.fresh:
             status = self.spool.result_status(key)
-            if status is not None and (status == OK or not self.rerun_failed
-                                       or key in self.reran):
-                self._resolve(key)
-                self.stats["done_before"] += 1
-                return
-            if status is not None:
+            if status is not None and status != OK and self.rerun_failed \
+                    and key not in self.reran:
+                # Before the future is registered: a notice of the old failure that the
+                # watcher has not read yet must not resolve it (rerun drops that notice).
                 reran = self.spool.rerun(key)
                 self.reran.update(reran)
+                self.reran.add(key)
                 self.stats["rerun"] += len(reran)
-                if reran:
-                    self._ensure_blocks()
-                    return
+                rerun = key in reran  # (not if its payload was gone: submitted afresh below)
+        with self.lock:
+            self.pending.setdefault(key, []).append(task.future)
+        if rerun:
+            self._ensure_blocks()
+            return
+        if not self.fresh and self._resolve_if_done(key):
+            self.stats["done_before"] += 1
+            return
         done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
         ready = all(done.get(d, False) for d in task.deps)
         try:
@@ -254,32 +262,47 @@ class SpoolExecutor:
 
     def _watch(self) -> None:
         delay = 0.001
-        last_check = last_sweep = last_scale = time.monotonic()
+        now = time.monotonic()
+        # Each periodic step runs on its own schedule, and a step that fails waits for its
+        # next turn like one that succeeded (never a retry storm, never a skipped neighbour).
+        steps = [[2.0, now, self._watch_pools], [15.0, now, self._check_pending],
+                 [self.sweep_period, now, self.spool.sweep]]
         while not self.stop.is_set():
-            try:
-                got = self._drain_notices()
-                now = time.monotonic()
-                if now - last_scale > 2:
-                    self.beats += 1
-                    if not self.spool.driver_beat(self.me, self.beats):
-                        self._fence()
-                        return
-                    for pool, lost in self.poolwatch.check().items():
-                        print(f"farm: pool {pool} went silent; declared it dead, {lost} "
-                              "running task(s) requeued or failed", file=sys.stderr)
-                    self._keep_pools()
-                    last_scale = now
-                if now - last_check > 15:
-                    self._check_pending()
-                    last_check = now
-                if now - last_sweep > self.sweep_period:
-                    self.spool.sweep()
-                    last_sweep = now
-            except Exception:
-                log.exception("farm: error in the result watcher (retrying)")
-                got = 0
+            got = self._guarded(self._drain_notices) or 0
+            now = time.monotonic()
+            for step in steps:
+                if now - step[1] > step[0]:
+                    step[1] = now
+                    self._guarded(step[2])
             delay = 0.001 if got else min(delay * 1.5, 0.05)
             self.stop.wait(delay)
+
+    def _guarded(self, step):
+        try:
+            return step()
+        except Exception:
+            log.exception("farm: error in the result watcher (going on)")
+            return None
+
+    def _watch_pools(self) -> None:
+        for pool, lost in self.poolwatch.check().items():
+            print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
+                  "task(s) requeued or failed", file=sys.stderr)
+        self._keep_pools()
+
+    def _beat(self) -> None:
+        """The driver's heartbeat, in a thread of its own: a long sweep or a slow
+        filesystem in the watcher must not make a live driver look dead."""
+        while not self.stop.wait(2.0):
+            self.beats += 1
+            try:
+                ours = self.spool.driver_beat(self.me, self.beats)
+            except Exception:
+                log.exception("farm: cannot write the driver heartbeat (going on)")
+                continue
+            if not ours:
+                self._fence()
+                return
 
     def _drain_notices(self) -> int:
         names = self.spool.notices()
@@ -358,7 +381,10 @@ class SpoolExecutor:
             futs = self.pending.get(key)
         if futs:
             return futs[0].task.label
-        header = self.spool.task_header(key) or {}
+        try:
+            header = self.spool.task_header(key) or {}
+        except CorruptFile:
+            header = {}
         return f"{header.get('name', 'task')}-{key[:8]}"
 
 

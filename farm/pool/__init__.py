@@ -26,7 +26,7 @@ from typing import Any
 import cloudpickle
 
 from farm.data import substitute
-from farm.errors import ConfigError, CorruptFile, SerializationError, SpoolError
+from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
 from farm.pool import execute
 from farm.spool import PoolWatch, Spool, fs, sign, split_name
 
@@ -145,10 +145,7 @@ class Worker:
         except FileNotFoundError:
             return None
         except CorruptFile as e:
-            self.spool.quarantine(path, str(e))
-            err = SpoolError(f"task {key}: payload {e.path} is damaged ({e.why}); it was "
-                             "quarantined. Re-run the script to submit the task again")
-            self._finish(key, None, {}, execute.failure(err), attempt, t_claimed)
+            self.spool.fail_damaged(key, e, path)
             return self.spool.settle_dependents(key, self.dir)
         try:
             func = self._app(header)
@@ -167,21 +164,33 @@ class Worker:
                 f"task {header.get('name')}-{key[:8]}: {missing} is still missing after "
                 f"{GRACE:g} s; the spool is incomplete (was it cleaned or moved?)"))
         except CorruptFile as e:  # a damaged or forged app payload or dependency result
-            self.spool.quarantine(e.path, str(e))
+            if os.path.dirname(e.path) == self.spool.p("apps"):
+                self.spool.quarantine(e.path, str(e))  # (a result stays: it is not ours)
             outcome = execute.failure(SpoolError(
                 f"task {header.get('name')}-{key[:8]}: {e.path} is damaged or forged "
-                f"({e.why}); it was quarantined and the task not run"))
+                f"({e.why}); the task was not run"))
         except Exception as e:
             outcome = execute.failure(e if isinstance(e, SerializationError) else
                                       SerializationError(f"task {header.get('name')}-{key[:8]}: "
                                                          f"cannot load its arguments: {e}"))
         else:
             cwd = header.get("cwd")
-            if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
-                os.chdir(cwd)
-            outcome = execute.call(header["kind"], header["name"], func, args, kwargs, header)
-        if outcome[0]["status"] != "ok" and self._retry(key, attempt, header, outcome, path):
-            return None
+            try:
+                if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
+                    os.chdir(cwd)
+            except OSError as e:
+                outcome = execute.failure(SpoolError(
+                    f"task {header['name']}-{key[:8]}: cannot enter its directory: "
+                    f"{fs.explain(e)}"))
+            else:
+                outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
+                                       header)
+        if outcome[0]["status"] != "ok":
+            try:
+                if self._retry(key, attempt, header, outcome, path):
+                    return None
+            except (FarmError, ValueError, TypeError) as e:  # a damaged attempts/ record...
+                log.error("pool %s: retry of %s not possible: %s", self.pool, key, e)
         self._finish(key, path, header, outcome, attempt, t_claimed)
         return self.spool.settle_dependents(key, self.dir)
 
@@ -205,7 +214,11 @@ class Worker:
             prior = float(last[0].get("fail_cost", attempt)) if last else float(attempt)
         handler = None
         if header.get("retry_handler"):
-            handler = self._load(header["retry_handler"])
+            try:
+                handler = self._load(header["retry_handler"])
+            except Exception as e:
+                log.error("pool %s: cannot load the retry handler of %s: %s", self.pool, key, e)
+                return False
         info = {"key": key, "func_name": header["name"], "try_id": attempt,
                 "fail_count": attempt + 1, "fail_cost": prior}
         cost = prior + execute.retry_cost(exc, handler, info)
@@ -213,7 +226,10 @@ class Worker:
             return False
         head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost)
         self.spool.record_attempt(key, attempt, head, body)
-        return self.spool.release(path, attempt + 1)
+        # If the claim is gone, an observer took the task over (we were slow): the task is
+        # still handled, by someone else, and we must not publish a result for it.
+        self.spool.release(path, attempt + 1)
+        return True
 
     def _app(self, header):
         return self._load(header["app"])
@@ -252,11 +268,14 @@ class Pool:
                  pool_id: str | None = None, block: str | None = None,
                  lease: float | None = None, sweep: float = 30.0):
         self.spool = Spool(spool_path)
-        if self.spool.key is None and not self.spool.private:
+        if self.spool.key is None:
+            # Drivers sign everything, so a pool without the key could neither check the
+            # tasks nor sign results the driver would accept.
+            where = ("others can write to it, and " if not self.spool.private else "")
             raise SpoolError(
-                f"refusing spool {self.spool.path}: others can write to it and there is no "
-                f"signing key ({sign.key_path()}) to check its tasks with. Make the key "
-                "readable here (a shared home directory), or chmod 700 the spool")
+                f"refusing spool {self.spool.path}: {where}there is no signing key at "
+                f"{sign.key_path()} on this node to check its tasks with. Make your home "
+                "directory (or $FARM_KEY_FILE) readable here, with the driver's key")
         self.nworkers = workers or len(os.sched_getaffinity(0))
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat
@@ -266,7 +285,9 @@ class Pool:
             raise ConfigError(f"farm pool: --lease ({self.lease:g} s) must be at least three "
                               f"heartbeats ({3 * heartbeat:g} s)")
         self.host = socket.gethostname()
-        self.id = pool_id or f"{self.host}-{os.getpid()}"
+        # A random part: pids repeat (containers), and a reused id would meet the
+        # .dead file of an earlier pool.
+        self.id = pool_id or f"{self.host}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.block = block
         self.ctx = mp.get_context("fork")
         self.procs: list[Any] = [None] * self.nworkers
@@ -284,41 +305,52 @@ class Pool:
                  self.id, self.nworkers, self.spool.path, self.idle_timeout)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.token = self.spool.shutdown_token()  # a request older than this pool
         for i in range(self.nworkers):
             self._start(i)
-        next_beat = 0.0
-        next_sweep = time.monotonic() + self.sweep_period
-        while not self.stopping:
-            now = time.monotonic()
-            if now >= next_beat:
-                if self.spool.is_fenced(self.id):
-                    self.stopping = "an observer declared this pool dead (it was silent)"
-                    break
-                self._beat("running")
-                next_beat = now + self.heartbeat_period
-                if self.spool.shutdown_requested():
-                    self.stopping = "the spool asked pools to shut down"
-                elif not any(st[0] for st in self.states):
-                    # An idle pool helps: it looks for dead pools, and now and then for
-                    # lost wakeups (on NFS, a promotion can miss a result not yet visible).
-                    self.watch.check()
-                    if now >= next_sweep:
-                        self._sweep()
-                        next_sweep = now + self.sweep_period
-            self._reap()
-            if self._idle_for() > self.idle_timeout:
-                self.stopping = f"idle for {self.idle_timeout} s"
-            time.sleep(0.05)
-        log.info("pool %s stopping: %s", self.id, self.stopping)
-        self._stop_workers()
-        self._beat("exited")
+        self.next_beat = 0.0
+        self.next_sweep = time.monotonic() + self.sweep_period
+        try:
+            while not self.stopping:
+                try:
+                    self._tick()
+                except Exception:  # damaged files, I/O errors: log, and keep the pool up
+                    log.exception("pool %s: error in the manager loop (going on)", self.id)
+                    time.sleep(1)
+                time.sleep(0.05)
+        finally:
+            log.info("pool %s stopping: %s", self.id, self.stopping or "an error")
+            self._stop_workers()
+            self._beat("exited")
         return 0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.next_beat = now + self.heartbeat_period
+            if self.spool.is_fenced(self.id):
+                self.stopping = "an observer declared this pool dead (it was silent)"
+                return
+            self._beat("running")
+            token = self.spool.shutdown_token()
+            if token is not None and token != self.token:
+                self.stopping = "the spool asked pools to shut down"
+            elif not any(st[0] for st in self.states):
+                # An idle pool helps: it looks for dead pools, and now and then for lost
+                # wakeups (on NFS, a promotion can miss a result not yet visible).
+                self.watch.check()
+                if now >= self.next_sweep:
+                    self.next_sweep = now + self.sweep_period
+                    self._sweep()
+        self._reap()
+        if self._idle_for() > self.idle_timeout:
+            self.stopping = f"idle for {self.idle_timeout} s"
 
     def _sweep(self) -> None:
         try:
             counts = self.spool.sweep()
-        except OSError as e:
-            log.error("pool %s: sweep failed: %s", self.id, fs.explain(e))
+        except (OSError, FarmError) as e:
+            log.error("pool %s: sweep failed: %s", self.id, e)
             return
         if any(counts.values()):
             log.info("pool %s: sweep repaired %s", self.id, counts)

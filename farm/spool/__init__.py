@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -43,6 +44,15 @@ OK, FAILED, DEP_FAILED = "ok", "failed", "dep_failed"
 
 def shard(key: str) -> str:
     return key[:2]
+
+
+_ENTRY = re.compile(r"[0-9a-f]{32}(@[0-9]+)?")
+
+
+def is_entry(name: str) -> bool:
+    """Is name a task entry (KEY or KEY@N)?  Anything else in a state directory (an NFS
+    .nfsXXXX file, a stray copy) is ignored."""
+    return _ENTRY.fullmatch(name) is not None
 
 
 def split_name(name: str) -> tuple[str, int]:
@@ -234,7 +244,8 @@ class Spool:
         return _check_task(header, path), body
 
     def task_header(self, key: str) -> dict[str, Any] | None:
-        data = fs.read(self.task_path(key))
+        """A task's header, without reading (or checking) its pickled arguments."""
+        data = _read_head(self.task_path(key))
         if data is None:
             return None
         return _check_task(records.decode("TASK", data, self.task_path(key))[0],
@@ -270,7 +281,7 @@ class Spool:
     # -- claims -----------------------------------------------------------------------------
 
     def ready_names(self) -> list[str]:
-        return fs.listdir(self.p("ready"))
+        return [n for n in fs.listdir(self.p("ready")) if is_entry(n)]
 
     def claim(self, name: str, worker_dir: str) -> str | None:
         """Move ready/NAME into worker_dir.  The rename decides: ENOENT means another
@@ -320,12 +331,13 @@ class Spool:
         status = self._status.get(key)
         if status is None:
             path = self.result_path(key)
-            data = fs.read(path, 4096)
+            data = _read_head(path)
             if data is None:
                 return None
-            if b"\n" not in data.partition(b"\n")[2]:  # huge header: read it all
-                data = fs.read(path) or b""
-            status = str(records.decode("RESULT", data, path)[0].get("status"))
+            try:
+                status = str(records.decode("RESULT", data, path)[0].get("status"))
+            except CorruptFile:
+                return FAILED  # a damaged result: its dependents cannot run
             if status == OK:
                 if len(self._status) > 500_000:
                     self._status.clear()
@@ -345,6 +357,7 @@ class Spool:
 
     def rerun(self, key: str) -> list[str]:
         """Run a failed task again, and with it the dependents that failed because of it.
+        (A task whose payload is gone only loses its result: the script submits it again.)
 
         Each failed result is renamed into attempts/ (the rename decides: a result that is
         already gone was reset by someone else, and nothing happens), any unread notice of
@@ -357,19 +370,26 @@ class Spool:
         work = [key]
         while work:
             k = work.pop()
-            header = self.task_header(k)
-            if header is None:
-                raise SpoolError(f"no task {k} in {self.path}")
+            try:
+                header = self.task_header(k)
+            except CorruptFile:
+                header = None
             fs.unlink(self.p("notices", k))
             try:
                 fs.rename(self.result_path(k),
                           self.p("attempts", f"{k}.rerun-{time.time_ns()}"))
             except FileNotFoundError:
                 continue
+            if header is None:
+                # The payload was quarantined (damaged): with its result gone too, the next
+                # run of the script submits the task afresh.
+                continue
             pending = [d for d in header.get("deps", []) if self.result_status(d) != OK]
             for d in pending:
                 self.add_dependent(d, k)
             self.enqueue(k, ready=not pending)
+            if pending:
+                self.try_promote(k)  # the ordering rule: entry, edges, then one re-check
             requeued.append(k)
             work += [t for t in fs.listdir(self.p("deps", shard(k), k))
                      if self.result_status(t) == DEP_FAILED]
@@ -407,7 +427,11 @@ class Spool:
 
         The rename out of waiting/ decides who acts: a loser gets ENOENT and does nothing.
         """
-        header = self.task_header(key)
+        try:
+            header = self.task_header(key)
+        except CorruptFile as e:
+            self.fail_damaged(key, e, self.p("waiting", key))
+            return DEP_FAILED  # (its dependents are settled as after any failure)
         if header is None:
             return None
         deps: list[str] = header.get("deps", [])
@@ -420,18 +444,16 @@ class Spool:
                 failed.append(dep)
         src = self.p("waiting", key)
         if failed:
-            hold = self.tmp(".depfail")
-            try:
-                fs.rename(src, hold)
-            except FileNotFoundError:
-                return None
+            # The result first (the link decides between racing completers), then the
+            # waiting/ entry goes: a kill -9 in between leaves an entry with a result,
+            # which the sweep clears.
             names = [_label(self, d) for d in failed]
             self.publish_result(key, {
                 "status": DEP_FAILED, "name": header.get("name"), "failed_deps": failed,
                 "error": f"DependencyError: dependencies failed: {', '.join(names)}",
                 "t_end": time.time(),
             })
-            fs.unlink(hold)
+            fs.unlink(src)
             return DEP_FAILED
         dst = os.path.join(claim_into, key) if claim_into else self.p("ready", key)
         try:
@@ -451,7 +473,12 @@ class Spool:
         """
         counts = {"promoted": 0, "cleared": 0, "tmp": 0, "requeued": 0}
         for key in fs.listdir(self.p("waiting")):
-            if self.try_promote(key):
+            if not is_entry(key):
+                continue
+            if self.result_status(key) is not None:  # e.g. a dep failure half recorded
+                fs.unlink(self.p("waiting", key))
+                counts["cleared"] += 1
+            elif self.try_promote(key):
                 counts["promoted"] += 1
         dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
         workers = fs.listdir(self.p("claimed"))
@@ -463,6 +490,8 @@ class Spool:
         for d in [self.p("ready")] + [self.p("claimed", w) for w in workers]:
             for name in fs.listdir(d):
                 key = split_name(name)[0]
+                if not is_entry(name):
+                    continue
                 if self.result_status(key) is not None and fs.unlink(os.path.join(d, name)):
                     counts["cleared"] += 1
                     self.settle_dependents(key)
@@ -486,7 +515,10 @@ class Spool:
             path = os.path.join(wdir, name)
             if self.result_status(key) is None:
                 lost += 1
-                header = self.task_header(key) or {}
+                try:
+                    header = self.task_header(key) or {}
+                except CorruptFile:
+                    header = {}
                 if attempt + 1 <= (header.get("retries") or 0):
                     self.release(path, attempt + 1)
                     continue
@@ -497,6 +529,19 @@ class Spool:
             fs.unlink(path)
             self.settle_dependents(key)
         return lost
+
+    def fail_damaged(self, key: str, err: CorruptFile, entry: str | None = None) -> None:
+        """A task whose payload is damaged or forged: move it out of the protocol (its
+        state entry to quarantine/, and tasks/XX/KEY too, so that a re-run of the script
+        submits it afresh) and give it a failed result naming the file."""
+        if entry:
+            self.quarantine(entry, str(err))
+        fs.unlink(self.task_path(key))
+        exc = SpoolError(f"task {key[:8]}: payload {err.path} is damaged or forged "
+                         f"({err.why}); it was quarantined and not run. Re-run the script to "
+                         "submit the task again")
+        self.publish_result(key, {"status": FAILED, "error": f"SpoolError: {exc}",
+                                  "t_end": time.time()}, pack_exception(exc))
 
     def declare_dead(self, pool: str, why: str) -> int | None:
         """Take over a silent pool's claims.  Renaming its heartbeat to pools/POOL.dead
@@ -553,6 +598,16 @@ class Spool:
                 fs.rename(lock, stale)
             except FileNotFoundError:
                 continue
+            if fs.read(stale) != raw:
+                # Not the lock we judged dead: another new driver took over meanwhile.
+                # Put its lock back (unless yet another exists) and look again.
+                try:
+                    fs.link(stale, lock)
+                except FileExistsError:
+                    pass
+                fs.unlink(stale)
+                continue
+            fs.unlink(stale)
             log.warning("spool %s: taking over from a driver that is gone (%s)", self.path,
                         owner)
         raise SpoolError(f"{lock}: could not take the driver lock after 10 tries")
@@ -623,13 +678,16 @@ class Spool:
         return [p for p in self.pools()
                 if p.get("state") == "running" and p["age"] < 3 * p.get("heartbeat", 2) + 2]
 
-    def shutdown_requested(self) -> bool:
-        return fs.stat(self.p("control", "shutdown")) is not None
+    def shutdown_token(self) -> bytes | None:
+        """The current shutdown request (a token), or None.  A pool stops when the token
+        differs from the one it saw when it started: a request made before a pool started
+        (a driver that finished, then `farm retry` and a new pool) does not stop it."""
+        return fs.read(self.p("control", "shutdown"))
 
     def request_shutdown(self, on: bool = True) -> None:
         path = self.p("control", "shutdown")
         if on:
-            fs.create(path, b"")
+            self.replace(path, os.urandom(8).hex().encode())
         else:
             fs.unlink(path)
 
@@ -732,6 +790,15 @@ def _yaml(data: bytes | None) -> Any:
         return None
 
 
+def _read_head(path: str) -> bytes | None:
+    """The first two lines of a record (magic line and header), read in one go in the
+    common case: headers are small, bodies may be large."""
+    data = fs.read(path, 8192)
+    if data is not None and data.count(b"\n", 0, 8192) < 2 and len(data) == 8192:
+        data = fs.read(path)  # an unusually large header
+    return data
+
+
 def _check_task(header: dict[str, Any], path: str) -> dict[str, Any]:
     """A task header has the fields the protocol routes by, of the right types."""
     deps = header.get("deps")
@@ -758,7 +825,10 @@ def _count_sharded(spool: Spool, top: str) -> int:
 
 
 def _label(spool: Spool, key: str) -> str:
-    header = spool.task_header(key) or {}
+    try:
+        header = spool.task_header(key) or {}
+    except CorruptFile:
+        header = {}
     return f"{header.get('name', 'task')}-{key[:8]}"
 
 
