@@ -265,7 +265,8 @@ class SpoolExecutor:
         now = time.monotonic()
         # Each periodic step runs on its own schedule, and a step that fails waits for its
         # next turn like one that succeeded (never a retry storm, never a skipped neighbour).
-        steps = [[2.0, now, self._watch_pools], [15.0, now, self._check_pending],
+        # (_check_pending costs one open per pending key: rare enough for big backlogs)
+        steps = [[2.0, now, self._watch_pools], [60.0, now, self._check_pending],
                  [self.sweep_period, now, self.spool.sweep]]
         while not self.stop.is_set():
             got = self._guarded(self._drain_notices) or 0

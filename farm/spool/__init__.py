@@ -271,12 +271,17 @@ class Spool:
 
     def add_dependent(self, dep: str, key: str) -> None:
         d = self.p("deps", shard(dep), dep)
-        fs.mkdir(os.path.dirname(d))
-        fs.mkdir(d)
-        try:
-            fs.create(os.path.join(d, key), b"", exclusive=True)
-        except FileExistsError:
-            pass
+        for attempt in range(2):
+            try:
+                fs.create(os.path.join(d, key), b"", exclusive=True)
+                return
+            except FileExistsError:
+                return
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                fs.mkdir(os.path.dirname(d))  # first edge of dep (or of its shard)
+                fs.mkdir(d)
 
     # -- claims -----------------------------------------------------------------------------
 
