@@ -28,3 +28,21 @@ class SingleNodeLauncher(Launcher):
         if tasks_per_node <= 1:
             return command
         return (f"for i in $(seq {tasks_per_node}); do {command} & done; wait")
+
+
+class SrunLauncher(Launcher):
+    """One copy of the command on each node of the block, through srun.
+
+    overrides: extra srun options, e.g. "-c 64" or "--cpu-bind=none".
+    """
+
+    def __init__(self, overrides: str = ""):
+        self.overrides = overrides
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
+        extra = f" {self.overrides}" if self.overrides else ""
+        return (f"srun --nodes={nodes_per_block} --ntasks-per-node={tasks_per_node}"
+                f" --kill-on-bad-exit=0{extra} {command}")
+
+    def __repr__(self) -> str:
+        return f"SrunLauncher(overrides={self.overrides!r})"

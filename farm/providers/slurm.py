@@ -1,0 +1,122 @@
+"""SlurmProvider: a block is one sbatch job; the launcher starts a pool on each node.
+
+The block's script and record (job id) live in the spool's blocks/ directory, so any later
+driver, or `farm cancel`, can find the job.  Status is one squeue call for all blocks,
+cancellation one scancel call.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from typing import Any
+
+import yaml
+
+from farm.errors import ConfigError
+from farm.launchers import Launcher, SrunLauncher
+from farm.spool import Spool, fs
+
+_WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
+LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
+
+
+class ProviderError(ConfigError):
+    """A scheduler command failed; the message quotes what the scheduler said."""
+
+
+class SlurmProvider:
+    label = "slurm"
+
+    def __init__(self, partition: str | None = None, account: str | None = None,
+                 qos: str | None = None, constraint: str | None = None,
+                 nodes_per_block: int = 1, cores_per_node: int | None = None,
+                 mem_per_node: int | None = None, exclusive: bool = True,
+                 walltime: str = "00:10:00", scheduler_options: str = "",
+                 worker_init: str = "", launcher: Launcher | None = None,
+                 cmd_timeout: int = 30, init_blocks: int = 1, min_blocks: int = 0,
+                 max_blocks: int = 1, parallelism: float = 1.0):
+        if not isinstance(walltime, str) or not _WALLTIME.fullmatch(walltime):
+            raise ConfigError(f"SlurmProvider: walltime {walltime!r} is not a Slurm time; use "
+                              "HH:MM:SS, D-HH:MM:SS or minutes, e.g. '01:30:00'")
+        if not 0 <= min_blocks <= init_blocks <= max_blocks:
+            raise ConfigError(f"SlurmProvider: need 0 <= min_blocks <= init_blocks <= "
+                              f"max_blocks, got {min_blocks}, {init_blocks}, {max_blocks}")
+        self.partition, self.account, self.qos, self.constraint = (partition, account, qos,
+                                                                   constraint)
+        self.nodes_per_block = nodes_per_block
+        self.cores_per_node, self.mem_per_node = cores_per_node, mem_per_node
+        self.exclusive = exclusive
+        self.walltime = walltime
+        self.scheduler_options = scheduler_options
+        self.worker_init = worker_init
+        self.launcher = launcher or SrunLauncher()
+        self.cmd_timeout = cmd_timeout
+        self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
+        self.parallelism = parallelism
+        self.jobs: dict[str, str] = {}  # block -> job id
+
+    def __repr__(self) -> str:
+        return (f"SlurmProvider(partition={self.partition!r}, nodes_per_block="
+                f"{self.nodes_per_block}, walltime={self.walltime!r})")
+
+    def script(self, spool: Spool, command: str, block: str) -> str:
+        """The sbatch script of a block (pinned by a golden test)."""
+        opts = [f"--job-name=farm-{block}", f"--output={spool.p('logs', block + '.log')}",
+                f"--nodes={self.nodes_per_block}", f"--time={self.walltime}"]
+        for flag, value in (("partition", self.partition), ("account", self.account),
+                            ("qos", self.qos), ("constraint", self.constraint),
+                            ("cpus-per-task", self.cores_per_node)):
+            if value:
+                opts.append(f"--{flag}={value}")
+        if self.mem_per_node:
+            opts.append(f"--mem={self.mem_per_node}G")
+        if self.exclusive:
+            opts.append("--exclusive")
+        lines = ["#!/bin/bash"] + [f"#SBATCH {o}" for o in opts]
+        lines += [self.scheduler_options, f"# farm block {block} on {spool.path}",
+                  self.worker_init, self.launcher(command, 1, self.nodes_per_block), ""]
+        return "\n".join(line for line in lines if line is not None)
+
+    def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:
+        path = spool.p("blocks", f"{block}.sh")
+        spool.replace(path, self.script(spool, command, block).encode())
+        out = self._run(["sbatch", "--parsable", path])
+        if out.returncode != 0 or not out.stdout.strip():
+            fs.unlink(path)  # no half-made block
+            raise ProviderError(f"sbatch refused block {block}: "
+                                f"{(out.stderr or out.stdout).strip() or 'no job id'}")
+        job = out.stdout.strip().split(";")[0]
+        self.jobs[block] = job
+        info = {"block": block, "provider": self.label, "job_id": job, "script": path,
+                "submitted": time.time()}
+        spool.replace(spool.p("blocks", f"{block}.yaml"), yaml.safe_dump(info).encode())
+        return info
+
+    def running(self) -> list[str]:
+        """Blocks whose job is pending or running: one squeue call for all of them."""
+        if not self.jobs:
+            return []
+        out = self._run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(self.jobs.values())])
+        live = {line.split()[0] for line in out.stdout.splitlines()
+                if len(line.split()) == 2 and line.split()[1] in LIVE}
+        return [b for b, j in self.jobs.items() if j in live]
+
+    def cancel(self, spool: Spool, blocks: list[str]) -> None:
+        jobs = [self.jobs[b] for b in blocks if b in self.jobs]
+        if jobs:
+            out = self._run(["scancel", *jobs])
+            if out.returncode != 0:
+                raise ProviderError(f"scancel {' '.join(jobs)} failed: {out.stderr.strip()}")
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=self.cmd_timeout)
+        except FileNotFoundError:
+            raise ProviderError(f"{argv[0]} not found: is Slurm installed on this machine, and "
+                                "its commands on PATH?") from None
+        except subprocess.TimeoutExpired:
+            raise ProviderError(f"{argv[0]} did not answer within {self.cmd_timeout} s "
+                                "(raise cmd_timeout if the scheduler is busy)") from None

@@ -1,0 +1,116 @@
+"""SlurmProvider on a real local Slurm (scripts/local-slurm): blocks are sbatch jobs, pools
+are started by srun on the nodes, errors quote Slurm."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+import farm
+from farm import python_app
+from farm.errors import ConfigError
+from farm.executors import SpoolExecutor
+from farm.launchers import SrunLauncher
+from farm.providers import SlurmProvider
+from farm.providers.slurm import ProviderError
+from farm.spool import Spool
+from tests.test_local_slurm import cluster  # noqa: F401 (the module's Slurm cluster)
+from tests.test_local_slurm import pytestmark as _needs_root
+
+pytestmark = [_needs_root, pytest.mark.usefixtures("cluster")]
+
+T = 120
+
+
+def _load(tmp_path, **provider):
+    prov = SlurmProvider(partition="debug", walltime="00:05:00", **provider)
+    ex = SpoolExecutor(spool=tmp_path / "s", provider=prov, max_workers_per_node=1,
+                       idle_timeout=5, heartbeat_period=0.5)
+    farm.load(farm.Config(executors=[ex]))
+    return ex
+
+
+@python_app
+def where(i):
+    import socket
+    import time
+    time.sleep(0.3)
+    return socket.gethostname()
+
+
+def test_workflow_on_two_blocks_on_different_nodes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ex = _load(tmp_path, init_blocks=2, max_blocks=2)
+    hosts = {f.result(T) for f in [where(i) for i in range(24)]}
+    assert len(hosts) == 2 and all(h.startswith("n") for h in hosts), hosts
+    records = [yaml.safe_load(open(ex.spool.p("blocks", n)))
+               for n in os.listdir(ex.spool.p("blocks")) if n.endswith(".yaml")]
+    assert len(records) == 2 and all(r["provider"] == "slurm" and r["job_id"] for r in records)
+    assert sorted(ex.provider.running()) == sorted(ex.blocks)  # one squeue for both
+
+
+def test_pool_under_srun_with_no_network(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _load(tmp_path, launcher=SrunLauncher(overrides="unshare -n"))
+
+    @python_app
+    def net():
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", 22), timeout=1)
+            return "network"
+        except OSError as e:
+            return f"none: {e}"
+
+    assert net().result(T).startswith("none")
+
+
+def test_bad_partition_quotes_slurm_and_leaves_no_block(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    prov = SlurmProvider(partition="nosuchpartition", walltime="00:01:00")
+    with pytest.raises(ProviderError, match="(?i)invalid partition"):
+        prov.submit(spool, "true", "b1")
+    assert os.listdir(spool.p("blocks")) == []
+
+
+def test_walltime_format_is_checked():
+    with pytest.raises(ConfigError, match="not a Slurm time"):
+        SlurmProvider(walltime="10 minutes")
+
+
+def test_sbatch_script_is_as_expected(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    prov = SlurmProvider(partition="regular", account="m1234", nodes_per_block=2,
+                         walltime="00:30:00", scheduler_options="#SBATCH -C haswell",
+                         worker_init="module load python", launcher=SrunLauncher("-c 64"))
+    assert prov.script(spool, "farm pool S", "b7") == "\n".join([
+        "#!/bin/bash",
+        "#SBATCH --job-name=farm-b7",
+        f"#SBATCH --output={spool.path}/logs/b7.log",
+        "#SBATCH --nodes=2",
+        "#SBATCH --time=00:30:00",
+        "#SBATCH --partition=regular",
+        "#SBATCH --account=m1234",
+        "#SBATCH --exclusive",
+        "#SBATCH -C haswell",
+        f"# farm block b7 on {spool.path}",
+        "module load python",
+        "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=0 -c 64 farm pool S",
+        "",
+    ])
+
+
+def test_farm_cancel_scancels_blocks(tmp_path):
+    import subprocess
+
+    from tests.conftest import FARM, eventually
+    spool = Spool.create(tmp_path / "s")
+    prov = SlurmProvider(partition="debug", walltime="00:05:00")
+    info = prov.submit(spool, "sleep 300", "b1")
+    eventually(lambda: prov.running() == ["b1"], 30, "the block to be queued")
+    r = subprocess.run([*FARM, "cancel", spool.path, "--wait", "0"], capture_output=True,
+                       text=True, timeout=60)
+    assert f"scancel {info['job_id']}: done" in r.stdout, r.stdout + r.stderr
+    eventually(lambda: prov.running() == [], 30, "the job to leave squeue")
