@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
-from farm.spool import Spool
+import yaml
+
+from farm.spool import Spool, fs
 
 HELP = """Write the spool's shutdown request: every pool stops at its next heartbeat,
 returning unfinished tasks to ready/ (they run again when a driver or pool next starts;
@@ -27,8 +31,27 @@ def run(args) -> int:
     while live and time.monotonic() < deadline:
         time.sleep(0.2)
         live = spool.live_pools()
+    _scancel(spool)
     if live:
         print(f"farm cancel: {len(live)} pool(s) still running: "
               + ", ".join(p["pool"] for p in live))
         return 1
     return 0
+
+
+def _scancel(spool: Spool) -> None:
+    """Cancel the spool's Slurm blocks (one scancel call; finished jobs are ignored)."""
+    jobs = []
+    for name in fs.listdir(spool.p("blocks")):
+        if name.endswith(".yaml"):
+            try:
+                info = yaml.safe_load(fs.read(spool.p("blocks", name)) or b"")
+            except yaml.YAMLError:
+                continue
+            if isinstance(info, dict) and info.get("provider") == "slurm":
+                jobs.append(str(info.get("job_id")))
+    if not jobs or shutil.which("scancel") is None:
+        return
+    out = subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=60)
+    print(f"farm cancel: scancel {' '.join(jobs)}: "
+          f"{'done' if out.returncode == 0 else out.stderr.strip()}")
