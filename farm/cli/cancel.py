@@ -6,9 +6,7 @@ import shutil
 import subprocess
 import time
 
-import yaml
-
-from farm.spool import Spool, fs
+from farm.spool import Spool
 
 HELP = """Write the spool's shutdown request: every pool stops at its next heartbeat,
 returning unfinished tasks to ready/ (they run again when a driver or pool next starts;
@@ -41,15 +39,7 @@ def run(args) -> int:
 
 def _scancel(spool: Spool) -> None:
     """Cancel the spool's Slurm blocks (one scancel call; finished jobs are ignored)."""
-    jobs = []
-    for name in fs.listdir(spool.p("blocks")):
-        if name.endswith(".yaml"):
-            try:
-                info = yaml.safe_load(fs.read(spool.p("blocks", name)) or b"")
-            except yaml.YAMLError:
-                continue
-            if isinstance(info, dict) and info.get("provider") == "slurm":
-                jobs.append(str(info.get("job_id")))
+    jobs = [str(b.get("job_id")) for b in spool.blocks() if b.get("provider") == "slurm"]
     if not jobs or shutil.which("scancel") is None:
         return
     out = subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=60)

@@ -169,6 +169,7 @@ class SpoolExecutor:
             raise SpoolError(f"another driver took over spool {self.spool.path}")
         key = task.key
         rerun = False
+        status = None
         if not self.fresh:
             status = self.spool.result_status(key)
             if status is not None and status != OK and self.rerun_failed \
@@ -185,7 +186,7 @@ class SpoolExecutor:
         if rerun:
             self._ensure_blocks()
             return
-        if not self.fresh and self._resolve_if_done(key):
+        if status is not None and self._resolve(key):
             self.stats["done_before"] += 1
             return
         done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
@@ -213,7 +214,7 @@ class SpoolExecutor:
             if self._resolve_if_done(key):
                 return
             if self.spool.is_orphan(key):
-                self._enqueue(task)
+                self._enqueue(task, done, ready)
             else:
                 self._ensure_blocks()  # queued by an earlier driver: make sure pools run it
 
@@ -241,11 +242,9 @@ class SpoolExecutor:
             self.apps[id(func)] = app_id
         return app_id
 
-    def _enqueue(self, task: TaskRecord) -> None:
+    def _enqueue(self, task: TaskRecord, done: dict[str, bool], ready: bool) -> None:
         """Enter an existing payload in its state (an orphan: see Spool.is_orphan)."""
         self._ensure_blocks()
-        done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
-        ready = all(done.get(d, False) for d in task.deps)
         self.spool.enqueue(task.key, ready=ready)
         if not ready:
             self._index_deps(task, done)
@@ -380,13 +379,7 @@ class SpoolExecutor:
     def _label(self, key: str) -> str:
         with self.lock:
             futs = self.pending.get(key)
-        if futs:
-            return futs[0].task.label
-        try:
-            header = self.spool.task_header(key) or {}
-        except CorruptFile:
-            header = {}
-        return f"{header.get('name', 'task')}-{key[:8]}"
+        return futs[0].task.label if futs else self.spool.label(key)
 
 
 def _pickle_args(task: TaskRecord) -> bytes:

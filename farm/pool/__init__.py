@@ -148,7 +148,7 @@ class Worker:
             self.spool.fail_damaged(key, e, path)
             return self.spool.settle_dependents(key, self.dir)
         try:
-            func = self._app(header)
+            func = self._load(header["app"])
             args, kwargs = cloudpickle.loads(body)
             args, kwargs = substitute(args, kwargs, self._dep_value)
         except (_NotVisible, FileNotFoundError) as e:
@@ -230,9 +230,6 @@ class Worker:
         # still handled, by someone else, and we must not publish a result for it.
         self.spool.release(path, attempt + 1)
         return True
-
-    def _app(self, header):
-        return self._load(header["app"])
 
     def _load(self, app_id: str):
         func = self.apps.get(app_id)

@@ -13,7 +13,7 @@ import yaml
 
 from farm.errors import ConfigError
 from farm.launchers import Launcher, SingleNodeLauncher
-from farm.spool import Spool, fs
+from farm.spool import Spool
 
 
 class LocalProvider:
@@ -105,11 +105,10 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _recorded_pid(spool: Spool, block: str) -> int | None:
-    data = fs.read(spool.p("blocks", f"{block}.yaml"))
-    try:
-        return int(yaml.safe_load(data)["job_id"]) if data else None
-    except (yaml.YAMLError, KeyError, TypeError, ValueError):
-        return None
+    for record in spool.blocks():
+        if record.get("block") == block and str(record.get("job_id", "")).isdigit():
+            return int(record["job_id"])
+    return None
 
 
 def pool_command(spool: Spool, block: str, workers: int | None, idle_timeout: float,

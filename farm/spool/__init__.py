@@ -251,6 +251,14 @@ class Spool:
         return _check_task(records.decode("TASK", data, self.task_path(key))[0],
                            self.task_path(key))
 
+    def label(self, key: str) -> str:
+        """NAME-KEY8, as messages name a task (the name from its header, if readable)."""
+        try:
+            header = self.task_header(key) or {}
+        except CorruptFile:
+            header = {}
+        return f"{header.get('name', 'task')}-{key[:8]}"
+
     def enqueue(self, key: str, ready: bool) -> None:
         """Link a published payload into ready/ or waiting/ (EEXIST: it is already there)."""
         try:
@@ -452,7 +460,7 @@ class Spool:
             # The result first (the link decides between racing completers), then the
             # waiting/ entry goes: a kill -9 in between leaves an entry with a result,
             # which the sweep clears.
-            names = [_label(self, d) for d in failed]
+            names = [self.label(d) for d in failed]
             self.publish_result(key, {
                 "status": DEP_FAILED, "name": header.get("name"), "failed_deps": failed,
                 "error": f"DependencyError: dependencies failed: {', '.join(names)}",
@@ -660,12 +668,8 @@ class Spool:
                 continue
             path = self.p("pools", name)
             st = fs.stat(path) if with_age else None
-            data = fs.read(path)
-            if data is None or (with_age and st is None):
-                continue
-            try:
-                info = yaml.safe_load(data)
-            except yaml.YAMLError:
+            info = _yaml(fs.read(path))
+            if with_age and st is None:
                 continue
             if isinstance(info, dict) and "pool" in info:
                 if st is not None:
@@ -675,6 +679,12 @@ class Spool:
 
     def pools(self) -> list[dict[str, Any]]:
         return self.heartbeats(with_age=True)
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The block records (blocks/BLOCK.yaml: provider, job id) of this spool."""
+        records = (_yaml(fs.read(self.p("blocks", n)))
+                   for n in fs.listdir(self.p("blocks")) if n.endswith(".yaml"))
+        return [r for r in records if isinstance(r, dict) and "block" in r]
 
     def live_pools(self) -> list[dict[str, Any]]:
         """Pools whose heartbeat says running and was rewritten within three periods (by
@@ -827,14 +837,6 @@ def _link_into(src: str, dst: str) -> None:
 
 def _count_sharded(spool: Spool, top: str) -> int:
     return sum(len(fs.listdir(spool.p(top, s))) for s in SHARDS)
-
-
-def _label(spool: Spool, key: str) -> str:
-    try:
-        header = spool.task_header(key) or {}
-    except CorruptFile:
-        header = {}
-    return f"{header.get('name', 'task')}-{key[:8]}"
 
 
 def _version() -> str:
