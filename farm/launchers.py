@@ -46,3 +46,26 @@ class SrunLauncher(Launcher):
 
     def __repr__(self) -> str:
         return f"SrunLauncher(overrides={self.overrides!r})"
+
+
+class MpiExecLauncher(Launcher):
+    """One copy of the command on each node of the block, through MPI's mpiexec (MPICH or
+    Intel MPI Hydra options), for sites where mpiexec, not srun, starts programs on nodes.
+
+    Inside a Slurm job the hosts are the job's nodes; elsewhere (PBS) $PBS_NODEFILE; with
+    neither, mpiexec runs the copies here.  overrides: extra mpiexec options.
+    """
+
+    def __init__(self, overrides: str = ""):
+        self.overrides = overrides
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
+        extra = f" {self.overrides}" if self.overrides else ""
+        hosts = ('$(if [ -n "${SLURM_JOB_NODELIST:-}" ]; then echo -hosts '
+                 '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd, -)"; '
+                 'elif [ -n "${PBS_NODEFILE:-}" ]; then echo -f "$PBS_NODEFILE"; fi)')
+        return (f"mpiexec -n {tasks_per_node * nodes_per_block} -ppn {tasks_per_node} "
+                f"{hosts}{extra} {command}")
+
+    def __repr__(self) -> str:
+        return f"MpiExecLauncher(overrides={self.overrides!r})"

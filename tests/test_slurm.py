@@ -97,9 +97,18 @@ def test_sbatch_script_is_as_expected(tmp_path):
         "#SBATCH -C haswell",
         f"# farm block b7 on {spool.path}",
         "module load python",
+        '[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(squeue -h -j "$SLURM_JOB_ID" '
+        '-o %e 2>/dev/null)"',
         "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=0 -c 64 farm pool S",
         "",
     ])
+
+
+def test_mpiexec_launcher_command():
+    from farm.launchers import MpiExecLauncher
+    cmd = MpiExecLauncher(overrides="-localhost 127.0.0.1")("farm pool S", 1, 2)
+    assert cmd.startswith("mpiexec -n 2 -ppn 1 $(if [ -n \"${SLURM_JOB_NODELIST:-}\" ]")
+    assert cmd.endswith(" -localhost 127.0.0.1 farm pool S")
 
 
 def test_farm_cancel_scancels_blocks(tmp_path):

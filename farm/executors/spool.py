@@ -13,6 +13,7 @@ import pickle
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import cloudpickle
@@ -20,13 +21,16 @@ import cloudpickle
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.kernel import TaskRecord
 from farm.errors import (
+    ConfigError,
     CorruptFile,
     DependencyError,
     SerializationError,
     SpoolError,
     unpack_exception,
 )
-from farm.providers.local import LocalProvider, pool_command
+from farm.executors.scaling import Blocks
+from farm.pool.resources import AFFINITY
+from farm.providers.local import LocalProvider
 from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity, fs
 
 log = logging.getLogger("farm.executor")
@@ -42,13 +46,40 @@ class SpoolExecutor:
     sweep_period: seconds between the repair sweeps of the driver and of idle pools.
     rerun_failed: when the script is run again, tasks that failed in an earlier run (and the
         dependents that failed with them) run again; False keeps their failures.
+    cores_per_worker, mem_per_worker (GiB), available_accelerators (a count, or a list of
+        ids; each worker gets one in CUDA_VISIBLE_DEVICES...), cpu_affinity (none, block,
+        alternating, block-reverse): how a pool shares its node among workers; a pool runs
+        as many workers as its cores, memory and accelerators allow, at most
+        max_workers_per_node.
+    drain_period: a pool takes no new task in the last seconds of its block (default: a
+        tenth of the block's time left when the pool starts, at most 120 s).
+    Blocks: init_blocks when the first task is queued, then more while the ready and running
+    tasks (times the provider's parallelism) exceed the worker slots, up to max_blocks; at
+    least max(min_blocks, 1) while tasks are pending.  Pools leave when idle.
     """
 
     def __init__(self, label: str = "spool", spool: str | os.PathLike[str] | None = None,
                  provider: Any = None, max_workers_per_node: int | None = None,
                  idle_timeout: float = 60.0, heartbeat_period: float = 2.0,
                  python: str | None = None, rerun_failed: bool = True,
-                 sweep_period: float = 30.0):
+                 sweep_period: float = 30.0, cores_per_worker: float = 1.0,
+                 mem_per_worker: float | None = None,
+                 available_accelerators: int | Sequence[str] = (),
+                 cpu_affinity: str = "none", drain_period: float | None = None):
+        if cpu_affinity not in AFFINITY:
+            raise ConfigError(f"SpoolExecutor: cpu_affinity {cpu_affinity!r}: use one of "
+                              f"{', '.join(AFFINITY)}")
+        if cores_per_worker <= 0 or (mem_per_worker is not None and mem_per_worker <= 0):
+            raise ConfigError("SpoolExecutor: cores_per_worker and mem_per_worker must be "
+                              "positive")
+        if isinstance(available_accelerators, int):
+            available_accelerators = [str(i) for i in range(available_accelerators)]
+        self.accelerators = [str(a) for a in available_accelerators]
+        if any("," in a for a in self.accelerators):
+            raise ConfigError("SpoolExecutor: available_accelerators: one id per item, "
+                              "without commas")
+        self.cores_per_worker, self.mem_per_worker = cores_per_worker, mem_per_worker
+        self.cpu_affinity, self.drain_period = cpu_affinity, drain_period
         self.label = label
         self.spool_path = os.fspath(spool) if spool is not None else None
         self.provider = provider if provider is not None else LocalProvider()
@@ -63,7 +94,6 @@ class SpoolExecutor:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.apps: dict[int, str] = {}
-        self.blocks: list[str] = []
         self.stats = {"submitted": 0, "attached": 0, "done_before": 0, "rerun": 0}
         self.reran: set[str] = set()  # failed in an earlier run, requeued by this one
 
@@ -90,6 +120,18 @@ class SpoolExecutor:
         self.beater = threading.Thread(target=self._beat, name="farm-beat", daemon=True)
         self.beater.start()
         self.blocks_started = False
+        self.scaler = Blocks(self.spool, self.provider, self.python, {
+            "workers": self.workers, "idle-timeout": self.idle_timeout,
+            "heartbeat": self.heartbeat_period, "sweep": self.sweep_period,
+            "cores-per-worker": self.cores_per_worker, "mem-per-worker": self.mem_per_worker,
+            "accelerators": ",".join(self.accelerators),
+            "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
+        }, self.workers, self.cores_per_worker)
+
+    @property
+    def blocks(self) -> list[str]:
+        """The blocks this driver started."""
+        return self.scaler.started
 
     def _ensure_blocks(self) -> None:
         """Start the initial blocks when the first task is queued (not at load: a resumed
@@ -99,8 +141,8 @@ class SpoolExecutor:
                 return
             self.blocks_started = True
         live = len(self.spool.live_pools())
-        for _ in range(max(0, min(self.provider.init_blocks, self.provider.max_blocks) - live)):
-            self._add_block()
+        self.scaler.add(max(0, min(self.provider.init_blocks, self.provider.max_blocks) - live))
+        self._give_up_if_broken()
 
     def _announce(self) -> None:
         rel = os.path.relpath(self.spool.path)
@@ -112,13 +154,6 @@ class SpoolExecutor:
         queued = c["waiting"] + c["ready"] + c["running"]
         print(f"farm: resuming spool {shown}: {c['results']} of {c['tasks']} tasks already "
               f"done, {queued} queued or running", file=sys.stderr)
-
-    def _add_block(self) -> None:
-        block = f"b{int(time.time() * 1000):x}-{len(self.blocks)}"
-        cmd = pool_command(self.spool, block, self.workers, self.idle_timeout,
-                           self.heartbeat_period, self.python, self.sweep_period)
-        self.provider.submit(self.spool, cmd, block)
-        self.blocks.append(block)
 
     def _fence(self) -> None:
         """Another driver took the spool over while we were silent: stop, and fail what we
@@ -168,6 +203,9 @@ class SpoolExecutor:
         if self.fenced:
             raise SpoolError(f"another driver took over spool {self.spool.path}")
         key = task.key
+        if self.scaler.broken:
+            task.future.set_exception(self.scaler.broken)
+            return
         rerun = False
         status = None
         if not self.fresh:
@@ -288,7 +326,19 @@ class SpoolExecutor:
         for pool, lost in self.poolwatch.check().items():
             print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
                   "task(s) requeued or failed", file=sys.stderr)
-        self._keep_pools()
+        with self.lock:
+            pending = bool(self.pending)
+        if pending and self.blocks_started:
+            self.scaler.scale(pending)
+            self._give_up_if_broken()
+
+    def _give_up_if_broken(self) -> None:
+        """Blocks keep failing (see scaling.py): fail what we wait for, with the reason."""
+        if self.scaler.broken:
+            with self.lock:
+                keys = list(self.pending)
+            for key in keys:
+                self._fail(key, self.scaler.broken)
 
     def _beat(self) -> None:
         """The driver's heartbeat, in a thread of its own: a long sweep or a slow
@@ -321,14 +371,6 @@ class SpoolExecutor:
             keys = list(self.pending)
         for key in keys:
             self._resolve_if_done(key)
-
-    def _keep_pools(self) -> None:
-        with self.lock:
-            busy = bool(self.pending)
-        if busy and self.blocks_started and self.provider.max_blocks > 0 \
-                and not self.provider.running() and not self.spool.live_pools():
-            log.info("farm: work is pending and no pool is alive: starting a block")
-            self._add_block()
 
     def _resolve_if_done(self, key: str) -> bool:
         return self.spool.result_status(key) is not None and self._resolve(key)

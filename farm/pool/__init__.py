@@ -13,6 +13,7 @@ a liveness observer requeues them (docs/spool-format.md, "dead pools").
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -27,7 +28,7 @@ import cloudpickle
 
 from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
-from farm.pool import execute
+from farm.pool import execute, resources
 from farm.spool import PoolWatch, Spool, fs, sign, split_name
 
 log = logging.getLogger("farm.pool")
@@ -40,6 +41,32 @@ WARM_IDLE = 30.0
 IO_BACKOFF = 2.0  # seconds a worker waits after the spool's filesystem failed it
 
 
+@dataclasses.dataclass
+class Limits:
+    """What bounds a pool's work: its block's end time (epoch seconds, or None), how long
+    before it the pool stops taking work (drain) and stops running it (margin: claims go
+    back to ready/ before Slurm kills the job), and the workers' CPU and accelerator
+    shares."""
+
+    end: float | None = None
+    drain: float = 0.0
+    affinity: str = "none"
+    accelerators: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def margin(self) -> float:
+        return min(15.0, self.drain)
+
+    def left(self) -> float:
+        return float("inf") if self.end is None else self.end - time.time()
+
+    def draining(self) -> bool:
+        return self.left() <= self.drain
+
+    def fits(self, walltime: float | None) -> bool:
+        return not walltime or self.left() - self.margin >= float(walltime)
+
+
 class _NotVisible(Exception):
     """A dependency's result is not visible here yet (NFS caching): try again later."""
 
@@ -50,9 +77,12 @@ GRACE = 60.0  # seconds a file the task needs may stay invisible before the task
 class Worker:
     """One worker process of a pool (runs after fork)."""
 
-    def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, state, ops):
+    def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, state, ops,
+                 limits: Limits | None = None):
         self.spool_path, self.pool, self.index, self.nworkers = spool_path, pool, index, nworkers
         self.state, self.ops = state, ops  # shared with the manager
+        self.limits = limits or Limits()
+        self.full = False  # the block ends before the task we claimed could: take no more
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
         self.held = False
@@ -63,6 +93,8 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         fs.OPS.clear()
         self.parent = os.getppid()
+        resources.pin(self.index, self.nworkers, self.limits.affinity,
+                      self.limits.accelerators)
         self.spool = Spool(self.spool_path)
         self.dir = self.spool.worker_dir(self.pool, self.index)
         fs.mkdir(self.dir)
@@ -94,6 +126,10 @@ class Worker:
             for name in fs.listdir(self.dir):
                 self._run_chain(os.path.join(self.dir, name))
             self.held = False
+        if self.full or self.limits.draining():
+            self._set_busy(False)
+            time.sleep(IDLE_POLL[2])
+            return [], delay
         if not names:
             names = self._candidates()
             if not names:
@@ -174,6 +210,11 @@ class Worker:
                                       SerializationError(f"task {header.get('name')}-{key[:8]}: "
                                                          f"cannot load its arguments: {e}"))
         else:
+            if not self.limits.fits(header.get("walltime")):
+                # It could not finish before the block ends: leave it to another block.
+                self.full = True
+                self.spool.release(path, attempt)
+                return None
             cwd = header.get("cwd")
             try:
                 if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
@@ -263,7 +304,10 @@ class Pool:
     def __init__(self, spool_path: str, workers: int | None = None,
                  idle_timeout: float = 120.0, heartbeat: float = 2.0,
                  pool_id: str | None = None, block: str | None = None,
-                 lease: float | None = None, sweep: float = 30.0):
+                 lease: float | None = None, sweep: float = 30.0,
+                 cores_per_worker: float = 1.0, mem_per_worker: float | None = None,
+                 accelerators: list[str] | None = None, cpu_affinity: str = "none",
+                 end_time: str | None = None, drain: float | None = None):
         self.spool = Spool(spool_path)
         if self.spool.key is None:
             # Drivers sign everything, so a pool without the key could neither check the
@@ -273,7 +317,14 @@ class Pool:
                 f"refusing spool {self.spool.path}: {where}there is no signing key at "
                 f"{sign.key_path()} on this node to check its tasks with. Make your home "
                 "directory (or $FARM_KEY_FILE) readable here, with the driver's key")
-        self.nworkers = workers or len(os.sched_getaffinity(0))
+        accelerators = list(accelerators or [])
+        self.nworkers = resources.worker_count(workers, cores_per_worker, mem_per_worker,
+                                               accelerators)
+        resources.cpus_for(0, self.nworkers, cpu_affinity)  # a bad mode fails here, once
+        end = resources.block_end(end_time)
+        if drain is None:  # a tenth of the block's remaining time, at most two minutes
+            drain = 120.0 if end is None else min(120.0, max(0.0, end - time.time()) / 10)
+        self.limits = Limits(end, drain, cpu_affinity, accelerators)
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat
         # Observers declare this pool dead after `lease` seconds without a new heartbeat.
@@ -298,8 +349,10 @@ class Pool:
         self.lost = 0
 
     def run(self) -> int:
-        log.info("pool %s: %d workers on %s, idle limit %ss",
-                 self.id, self.nworkers, self.spool.path, self.idle_timeout)
+        log.info("pool %s: %d workers on %s, idle limit %ss%s",
+                 self.id, self.nworkers, self.spool.path, self.idle_timeout,
+                 "" if self.limits.end is None else
+                 f", block ends in {self.limits.left():.0f} s")
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.token = self.spool.shutdown_token()  # a request older than this pool
@@ -342,6 +395,10 @@ class Pool:
         self._reap()
         if self._idle_for() > self.idle_timeout:
             self.stopping = f"idle for {self.idle_timeout} s"
+        elif self.limits.left() <= self.limits.margin:
+            self.stopping = "its block ends soon: unfinished tasks go back to the queue"
+        elif self.limits.draining() and not any(st[0] for st in self.states):
+            self.stopping = "its block ends soon: it takes no more work"
 
     def _sweep(self) -> None:
         try:
@@ -356,7 +413,8 @@ class Pool:
         self.stopping = f"signal {signum}"
 
     def _start(self, i: int) -> None:
-        w = Worker(self.spool.path, self.id, i, self.nworkers, self.states[i], self.ops[i])
+        w = Worker(self.spool.path, self.id, i, self.nworkers, self.states[i], self.ops[i],
+                   self.limits)
         self.states[i][0], self.states[i][1] = 0.0, time.monotonic()
         p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)
         p.start()
@@ -425,5 +483,6 @@ class Pool:
             "workers": self.nworkers, "busy": busy, "counter": self.counter, "state": state,
             "started": self.started, "idle_timeout": self.idle_timeout,
             "heartbeat": self.heartbeat_period, "lease": self.lease, "lost": self.lost,
-            "reason": self.stopping or None, "ops": ops,
+            "reason": self.stopping or None, "ops": ops, "block_end": self.limits.end,
+            "draining": self.limits.draining(),
         })

@@ -13,6 +13,7 @@ import yaml
 
 from farm.errors import ConfigError
 from farm.launchers import Launcher, SingleNodeLauncher
+from farm.providers.slurm import END_EXPORT
 from farm.spool import Spool
 
 
@@ -47,8 +48,10 @@ class LocalProvider:
         launch = self.launcher(command, 1, self.nodes_per_block)
         if launch == command:
             launch = f"exec {command}"  # the pool is the block's process: signals reach it
+        # END_EXPORT: in the "headless" mode (the driver inside a Slurm allocation, pools
+        # started by srun), the pools learn when the allocation ends.
         body = "\n".join(["#!/bin/bash", f"# farm block {block} on {spool.path}",
-                          self.worker_init, launch, ""])
+                          self.worker_init, END_EXPORT, launch, ""])
         spool.replace(script, body.encode())
         log = open(spool.p("logs", f"{block}.log"), "ab")
         try:
@@ -111,11 +114,11 @@ def _recorded_pid(spool: Spool, block: str) -> int | None:
     return None
 
 
-def pool_command(spool: Spool, block: str, workers: int | None, idle_timeout: float,
-                 heartbeat: float, python: str, sweep: float = 30.0) -> str:
-    argv = [python, "-m", "farm", "pool", spool.path, "--block", block,
-            "--idle-timeout", str(idle_timeout), "--heartbeat", str(heartbeat),
-            "--sweep", str(sweep)]
-    if workers:
-        argv += ["--workers", str(workers)]
+def pool_command(spool: Spool, block: str, python: str, options: dict[str, Any]) -> str:
+    """The command that starts one pool of a block: ``python -m farm pool SPOOL --block
+    BLOCK --option value ...`` (options whose value is None or empty are left out)."""
+    argv = [python, "-m", "farm", "pool", spool.path, "--block", block]
+    for flag, value in options.items():
+        if value is not None and value != "":
+            argv += [f"--{flag}", str(value)]
     return shlex.join(argv)

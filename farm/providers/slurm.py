@@ -22,6 +22,13 @@ _WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
 
 
+# The line a block script runs before the launcher (when inside a Slurm job): one squeue per
+# block, so that each of its pools knows when the job ends (farm pool --drain), even pools
+# with no network.
+END_EXPORT = ('[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(squeue -h -j '
+              '"$SLURM_JOB_ID" -o %e 2>/dev/null)"')
+
+
 class ProviderError(ConfigError):
     """A scheduler command failed; the message quotes what the scheduler said."""
 
@@ -76,7 +83,8 @@ class SlurmProvider:
             opts.append("--exclusive")
         lines = ["#!/bin/bash"] + [f"#SBATCH {o}" for o in opts]
         lines += [self.scheduler_options, f"# farm block {block} on {spool.path}",
-                  self.worker_init, self.launcher(command, 1, self.nodes_per_block), ""]
+                  self.worker_init, END_EXPORT,
+                  self.launcher(command, 1, self.nodes_per_block), ""]
         return "\n".join(line for line in lines if line is not None)
 
     def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:

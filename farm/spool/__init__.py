@@ -686,12 +686,18 @@ class Spool:
                    for n in fs.listdir(self.p("blocks")) if n.endswith(".yaml"))
         return [r for r in records if isinstance(r, dict) and "block" in r]
 
-    def live_pools(self) -> list[dict[str, Any]]:
+    def live_pools(self, pools: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Pools whose heartbeat says running and was rewritten within three periods (by
         file age on this machine: good for display and scaling, not for declaring a pool
-        dead)."""
-        return [p for p in self.pools()
+        dead).  pools: records from pools(), if the caller has them already."""
+        return [p for p in (self.pools() if pools is None else pools)
                 if p.get("state") == "running" and p["age"] < 3 * p.get("heartbeat", 2) + 2]
+
+    def blocks_with_pools(self) -> set[str]:
+        """The blocks any pool ever registered from, including pools since declared dead."""
+        names = [n for n in fs.listdir(self.p("pools")) if n.endswith((".yaml", ".dead"))]
+        records = (_yaml(fs.read(self.p("pools", n))) for n in names)
+        return {str(r["block"]) for r in records if isinstance(r, dict) and r.get("block")}
 
     def shutdown_token(self) -> bytes | None:
         """The current shutdown request (a token), or None.  A pool stops when the token

@@ -1,0 +1,130 @@
+"""Elastic scaling: the blocks a driver starts through its provider, and when.
+
+The driver adds blocks while the ready and running tasks, times the provider's parallelism,
+exceed the worker slots of live pools plus those of blocks still queued, up to max_blocks.
+It never removes a block: pools leave by themselves when idle past their limit (or before
+their block's end), so allocations are released even when no driver is running.
+
+A block that ends without ever starting a pool, or that the scheduler refuses, is a
+failure; after MAX_FAILURES in a row the executor gives up and fails what it waits for with
+the last error (the tasks stay in the spool: fix the config and run the script again).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from farm.providers.local import pool_command
+from farm.providers.slurm import ProviderError
+from farm.spool import Spool, fs
+
+log = logging.getLogger("farm.executor")
+
+MAX_FAILURES = 3
+
+
+def blocks_to_add(demand: int, parallelism: float, slots: int, per_block: int, active: int,
+                  pending: bool, min_blocks: int, max_blocks: int) -> int:
+    """How many blocks to add.  demand: tasks ready or running; slots: worker slots of live
+    pools and of queued blocks; active: blocks queued or running; pending: the driver
+    waits for tasks (then at least one block, so a graph whose next step needs a sweep
+    still has a pool to make it)."""
+    want = math.ceil(demand * parallelism)
+    add = math.ceil((want - slots) / max(1, per_block)) if want > slots else 0
+    floor = max(min_blocks, 1) if pending else 0
+    return max(0, min(max(add, floor - active), max_blocks - active))
+
+
+class Blocks:
+    """The blocks one driver started, and the scaling decisions over them."""
+
+    def __init__(self, spool: Spool, provider: Any, python: str, options: dict[str, Any],
+                 workers: int | None, cores_per_worker: float):
+        self.spool, self.provider, self.python, self.options = spool, provider, python, options
+        self.workers, self.cores_per_worker = workers, cores_per_worker
+        self.started: list[str] = []
+        self.unproven: set[str] = set()  # started, no pool seen from them yet
+        self.failures = 0
+        self.broken: ProviderError | None = None
+
+    def add(self, n: int = 1) -> None:
+        for _ in range(n):
+            if self.broken:
+                return
+            block = f"b{int(time.time() * 1000):x}-{len(self.started)}"
+            cmd = pool_command(self.spool, block, self.python, self.options)
+            try:
+                self.provider.submit(self.spool, cmd, block)
+            except ProviderError as e:
+                self._failed(e)
+                return
+            self.started.append(block)
+            self.unproven.add(block)
+
+    def scale(self, pending: bool) -> None:
+        """One look at demand and supply (one squeue, one listing of ready/ and pools/)."""
+        if self.broken:
+            return
+        running = self.provider.running()
+        pools = self.spool.pools()
+        self._check_unproven(running, pools)
+        live = [p for p in self.spool.live_pools(pools) if not p.get("draining")]
+        seen = {p.get("block") for p in pools}
+        queued = [b for b in running if b not in seen]
+        per_block = self._per_block(live)
+        slots = sum(int(p.get("workers") or 1) for p in live) + len(queued) * per_block
+        demand = len(self.spool.ready_names()) + sum(int(p.get("busy") or 0) for p in live)
+        active = len(set(running) | {p.get("block") or p["pool"] for p in live})
+        prov = self.provider
+        n = blocks_to_add(demand, prov.parallelism, slots, per_block, active, pending,
+                          prov.min_blocks, prov.max_blocks)
+        if n:
+            print(f"farm: {demand} tasks ready or running for {slots} worker slots in "
+                  f"{active} block(s): adding {n} block(s) of {per_block} slots",
+                  file=sys.stderr)
+            self.add(n)
+
+    def _per_block(self, live: list[dict[str, Any]]) -> int:
+        """Worker slots a new block brings: as its siblings have, else as configured."""
+        if live:
+            per_node = max(int(p.get("workers") or 1) for p in live)
+        else:
+            cores = getattr(self.provider, "cores_per_node", None) or os.cpu_count() or 1
+            per_node = self.workers or max(1, int(cores // self.cores_per_worker))
+        return per_node * max(1, int(getattr(self.provider, "nodes_per_block", 1)))
+
+    def _check_unproven(self, running: list[str], pools: list[dict[str, Any]]) -> None:
+        if not self.unproven:
+            return
+        seen = {p.get("block") for p in pools}
+        for block in sorted(self.unproven):
+            if block in seen:
+                self.unproven.discard(block)
+                self.failures = 0
+            elif block not in running and block not in self.spool.blocks_with_pools():
+                self.unproven.discard(block)
+                self._failed(ProviderError(
+                    f"block {block} ended without starting a pool; "
+                    f"{self._log_tail(block)}"))
+
+    def _log_tail(self, block: str, lines: int = 6) -> str:
+        path = self.spool.p("logs", f"{block}.log")
+        text = (fs.read(path) or b"").decode(errors="replace").strip()
+        if not text:
+            return f"its log {path} is empty"
+        tail = "\n    ".join(text.splitlines()[-lines:])
+        return f"its log {path} ends with:\n    {tail}"
+
+    def _failed(self, error: ProviderError) -> None:
+        self.failures += 1
+        print(f"farm: {error}", file=sys.stderr)
+        if self.failures >= MAX_FAILURES:
+            self.broken = ProviderError(
+                f"{self.failures} blocks in a row failed; giving up. The last: {error}. "
+                "Fix the provider's configuration (partition, worker_init, launcher) and "
+                "run the script again: the tasks wait in the spool")

@@ -1,0 +1,105 @@
+"""What a pool's node offers and how its workers share it: worker count, CPU pinning,
+accelerators, and when the block (batch job) that runs the pool ends."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import subprocess
+
+import psutil
+
+from farm.errors import ConfigError
+
+log = logging.getLogger("farm.pool")
+
+AFFINITY = ("none", "block", "alternating", "block-reverse")
+# Environment variables that select a worker's accelerator (NVIDIA, AMD, Intel GPUs).
+ACCEL_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+
+
+def worker_count(max_workers: int | None, cores_per_worker: float,
+                 mem_per_worker: float | None, accelerators: list[str]) -> int:
+    """As many workers as the node's cores (those this process may use), memory and
+    accelerators allow, capped by max_workers; at least one."""
+    if cores_per_worker <= 0:
+        raise ConfigError(f"farm pool: --cores-per-worker must be positive, got "
+                          f"{cores_per_worker:g}")
+    n = int(len(os.sched_getaffinity(0)) // cores_per_worker)
+    if max_workers:
+        n = min(n, max_workers)
+    if mem_per_worker:
+        available = psutil.virtual_memory().available / 2**30
+        n = min(n, int(available // mem_per_worker))
+    if accelerators:
+        n = min(n, len(accelerators))
+    return max(1, n)
+
+
+def cpus_for(worker: int, nworkers: int, mode: str) -> list[int] | None:
+    """The CPUs worker (of nworkers) is pinned to under an affinity mode; None: no pinning.
+    block: consecutive CPUs per worker; block-reverse: the same from the top CPU down;
+    alternating: every nworkers-th CPU (spreads workers over sockets and hyperthreads)."""
+    if mode not in AFFINITY:
+        raise ConfigError(f"cpu_affinity {mode!r}: use one of {', '.join(AFFINITY)}")
+    if mode == "none":
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if mode == "block-reverse":
+        cpus.reverse()
+    if mode == "alternating":
+        mine = cpus[worker::nworkers]
+    else:
+        per = max(1, len(cpus) // nworkers)
+        mine = cpus[worker * per:(worker + 1) * per]
+    return mine or [cpus[worker % len(cpus)]]  # more workers than CPUs: share round robin
+
+
+def pin(worker: int, nworkers: int, mode: str, accelerators: list[str]) -> None:
+    """Pin this worker process (and the apps it starts) to its CPUs and accelerator."""
+    cpus = cpus_for(worker, nworkers, mode)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    if accelerators:
+        for var in ACCEL_VARS:
+            os.environ[var] = accelerators[worker % len(accelerators)]
+
+
+def parse_end(text: str | None) -> float | None:
+    """A block's end time as Slurm prints it (squeue %e: local ISO time, or UNLIMITED,
+    N/A) or as seconds since the epoch; None if there is none or it cannot be read."""
+    text = (text or "").strip()
+    if not text or text.upper() in ("UNLIMITED", "N/A", "NONE", "INVALID"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        log.warning("farm pool: cannot read the block end time %r; not draining", text)
+        return None
+
+
+def block_end(explicit: str | None = None) -> float | None:
+    """When the batch job running this pool ends.  In order: the --end-time option,
+    $FARM_BLOCK_END (set by farm's block scripts, which ask squeue once per block, so that
+    pools without network know it too), $SLURM_JOB_END_TIME (newer Slurm), then one squeue
+    call from here."""
+    for text in (explicit, os.environ.get("FARM_BLOCK_END"),
+                 os.environ.get("SLURM_JOB_END_TIME")):
+        if text and text.strip():
+            return parse_end(text)
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("farm pool: cannot ask squeue when job %s ends (%s); not draining", job, e)
+        return None
+    return parse_end(out.stdout) if out.returncode == 0 else None
+
