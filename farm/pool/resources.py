@@ -19,14 +19,21 @@ AFFINITY = ("none", "block", "alternating", "block-reverse")
 ACCEL_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
 
 
+def node_cores() -> int:
+    """The cores this pool may use: what srun -c gave it (Slurm without CPU binding leaves
+    the affinity mask wide open), else the CPUs in its affinity mask."""
+    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
+
+
 def worker_count(max_workers: int | None, cores_per_worker: float,
                  mem_per_worker: float | None, accelerators: list[str]) -> int:
-    """As many workers as the node's cores (those this process may use), memory and
+    """As many workers as the node's cores (see node_cores), memory and
     accelerators allow, capped by max_workers; at least one."""
     if cores_per_worker <= 0:
         raise ConfigError(f"farm pool: --cores-per-worker must be positive, got "
                           f"{cores_per_worker:g}")
-    n = int(len(os.sched_getaffinity(0)) // cores_per_worker)
+    n = int(node_cores() // cores_per_worker)
     if max_workers:
         n = min(n, max_workers)
     if mem_per_worker:
