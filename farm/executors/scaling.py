@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -51,8 +52,13 @@ class Blocks:
         self.unproven: set[str] = set()  # started, no pool seen from them yet
         self.failures = 0
         self.broken: ProviderError | None = None
+        self.lock = threading.Lock()  # the submitting thread and the scaling thread add
 
     def add(self, n: int = 1) -> None:
+        with self.lock:
+            self._add(n)
+
+    def _add(self, n: int) -> None:
         for _ in range(n):
             if self.broken:
                 return

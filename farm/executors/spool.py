@@ -115,10 +115,6 @@ class SpoolExecutor:
         self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         self._announce()
         self.poolwatch = PoolWatch(self.spool)
-        self.watcher = threading.Thread(target=self._watch, name="farm-watch", daemon=True)
-        self.watcher.start()
-        self.beater = threading.Thread(target=self._beat, name="farm-beat", daemon=True)
-        self.beater.start()
         self.blocks_started = False
         self.scaler = Blocks(self.spool, self.provider, self.python, {
             "workers": self.workers, "idle-timeout": self.idle_timeout,
@@ -127,6 +123,14 @@ class SpoolExecutor:
             "accelerators": ",".join(self.accelerators),
             "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
         }, self.workers, self.cores_per_worker)
+        # Three threads, so that none delays another: results (fast polling), the driver's
+        # heartbeat, and pools + blocks (squeue may take seconds on a busy cluster).
+        self.threads = [threading.Thread(target=target, name=name, daemon=True)
+                        for name, target in (("farm-watch", self._watch),
+                                             ("farm-beat", self._beat),
+                                             ("farm-scale", self._scale_loop))]
+        for t in self.threads:
+            t.start()
 
     @property
     def blocks(self) -> list[str]:
@@ -170,8 +174,8 @@ class SpoolExecutor:
 
     def shutdown(self) -> None:
         self.stop.set()
-        self.watcher.join(5)
-        self.beater.join(5)
+        for t in self.threads:
+            t.join(5)
         if self.fenced:
             return
         with self.lock:
@@ -303,7 +307,7 @@ class SpoolExecutor:
         # Each periodic step runs on its own schedule, and a step that fails waits for its
         # next turn like one that succeeded (never a retry storm, never a skipped neighbour).
         # (_check_pending costs one open per pending key: rare enough for big backlogs)
-        steps = [[2.0, now, self._watch_pools], [60.0, now, self._check_pending],
+        steps = [[60.0, now, self._check_pending],
                  [self.sweep_period, now, self.spool.sweep]]
         while not self.stop.is_set():
             got = self._guarded(self._drain_notices) or 0
@@ -321,6 +325,10 @@ class SpoolExecutor:
         except Exception:
             log.exception("farm: error in the result watcher (going on)")
             return None
+
+    def _scale_loop(self) -> None:
+        while not self.stop.wait(2.0):
+            self._guarded(self._watch_pools)
 
     def _watch_pools(self) -> None:
         for pool, lost in self.poolwatch.check().items():
