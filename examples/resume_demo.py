@@ -114,13 +114,10 @@ def main():
     resuming = os.path.exists(STATE)
     started_ns = time.time_ns()
     with farm.load():
-        futures = []
-        already_done = 0
-        for i in range(N_TASKS):
-            fut = slow_square(i, RUNS)
-            # A task whose result is already in the spool resolves during the call.
-            already_done += fut.done()
-            futures.append(fut)
+        futures = [slow_square(i, RUNS) for i in range(N_TASKS)]
+        # Once the calls are written, those whose result is already in the spool are done.
+        farm.flush()
+        already_done = sum(fut.done() for fut in futures)
         if resuming:
             later_run(futures, started_ns, already_done)
         else:

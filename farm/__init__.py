@@ -56,11 +56,19 @@ def dfk() -> DataFlowKernel:
     return _dfk
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every app call made so far is written to the spool; False on timeout.
+    App calls return before that (a writer thread does it, in call order, within
+    milliseconds): a call not yet written when the driver is killed is made again by the
+    re-run.  Call this before anything that needs the tasks on disk."""
+    return dfk().flush(timeout)
+
+
 def wait_for_current_tasks() -> None:
     """Block until every task submitted so far has finished."""
     dfk().wait_for_current_tasks()
 
 
 __all__ = ["AUTO_LOGNAME", "AppFuture", "Config", "DataFlowKernel", "DataFuture", "File",
-           "bash_app", "clear", "dfk", "join_app", "load", "python_app",
+           "bash_app", "clear", "dfk", "flush", "join_app", "load", "python_app",
            "wait_for_current_tasks", "__version__"]

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 
 class Launcher:
+    per_node = False  # one pool on each node of the block (True), or one per block
+
     def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int) -> str:
         raise NotImplementedError
+
+    def pools(self, nodes_per_block: int) -> int:
+        """How many pools a block of that many nodes runs."""
+        return nodes_per_block if self.per_node else 1
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -36,6 +42,8 @@ class SrunLauncher(Launcher):
     overrides: extra srun options, e.g. "-c 64" or "--cpu-bind=none".
     """
 
+    per_node = True
+
     def __init__(self, overrides: str = ""):
         self.overrides = overrides
 
@@ -55,6 +63,8 @@ class MpiExecLauncher(Launcher):
     Inside a Slurm job the hosts are the job's nodes; elsewhere (PBS) $PBS_NODEFILE; with
     neither, mpiexec runs the copies here.  overrides: extra mpiexec options.
     """
+
+    per_node = True
 
     def __init__(self, overrides: str = ""):
         self.overrides = overrides

@@ -31,6 +31,7 @@ def test_corrupt_payload_is_quarantined_and_pool_goes_on(tmp_path, pools, monkey
     monkeypatch.chdir(tmp_path)
     farm.load(spool_config(tmp_path / "s", blocks=0))
     bad, good = add(1, 1), add(2, 2)
+    farm.flush()
     spool = _spool()
     with open(spool.task_path(bad.key), "r+b") as f:  # same inode as ready/KEY
         f.write(b"\x00garbage")
@@ -53,6 +54,7 @@ def test_damaged_waiting_payload_fails_its_task_not_the_pool(tmp_path, pools, mo
     farm.load(spool_config(tmp_path / "s", blocks=0))
     a = add(1, 1)
     b = add(a, 1)  # waits for a
+    farm.flush()
     spool = _spool()
     with open(spool.task_path(b.key), "r+b") as f:  # the same inode as waiting/KEY
         f.write(b"\x00garbage")

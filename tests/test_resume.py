@@ -50,6 +50,7 @@ DRIVER = textwrap.dedent("""
                 f = step(n, f, runs=runs); n += 1
             ends.append(f)
         total = gather(*ends)               # ... and a fan-in
+        farm.flush()                        # the calls are in the spool now
         print("submitted", n + 1, flush=True)
         if mode == "hang":
             time.sleep(3600)

@@ -97,8 +97,8 @@ def test_sbatch_script_is_as_expected(tmp_path):
         "#SBATCH -C haswell",
         f"# farm block b7 on {spool.path}",
         "module load python",
-        '[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(squeue -h -j "$SLURM_JOB_ID" '
-        '-o %e 2>/dev/null)"',
+        '[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(SLURM_TIME_FORMAT=%s squeue '
+        '-h -j "$SLURM_JOB_ID" -o %e 2>/dev/null)"',
         "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=0 -c 64 farm pool S",
         "",
     ])

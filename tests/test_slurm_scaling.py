@@ -73,6 +73,7 @@ def test_block_scancelled_mid_task_loses_no_task(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ex = _load(tmp_path, idle=5, init_blocks=2, max_blocks=2)
     futs = [nap(i, 2.0) for i in range(8)]
+    farm.flush()  # (blocks start when the first task is written)
     spool = ex.spool
     victim = ex.blocks[0]
 
@@ -139,12 +140,13 @@ def test_killed_driver_leaves_no_job_after_the_idle_limit(tmp_path):
 
 def test_pool_near_its_walltime_stops_claiming_and_returns_work(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # A one-minute block; pools take no new task in its last 40 s and give back what is
+    # A one-minute block; pools take no new task in its last 28 s and give back what is
     # still running 15 s before the end.
     ex = _load(tmp_path, idle=120, walltime="00:01:00",
-               executor={"drain_period": 40.0})
+               executor={"drain_period": 28.0})
     spool = ex.spool
     long = nap(0, 300)
+    farm.flush()
     job = ex.provider.jobs[ex.blocks[0]]
 
     def pool():

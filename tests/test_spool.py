@@ -102,6 +102,7 @@ def test_two_pools_racing_for_1000_tasks_run_each_once(tmp_path, pools, monkeypa
         return i
 
     futs = [mark(i, str(runs)) for i in range(1000)]
+    farm.flush()
     spool = farm.dfk().executors["spool"].spool
     assert len(spool.ready_names()) == 1000
     for _ in range(2):

@@ -62,6 +62,7 @@ def test_altered_payload_is_rejected(tmp_path, pools, monkeypatch):
     monkeypatch.chdir(tmp_path)
     farm.load(spool_config(tmp_path / "s", blocks=0))
     f = add(20, 1)
+    farm.flush()
     spool = farm.dfk().executors["spool"].spool
     data = open(spool.task_path(f.key), "rb").read()
     altered = data.replace(pickle.dumps(20)[2:-1], pickle.dumps(99)[2:-1])

@@ -53,12 +53,14 @@ def add_parser(sub) -> None:
     g.add_argument("--end-time", default=None, metavar="T",
                    help="when this pool's batch job ends: seconds since the epoch or an ISO "
                         "time as squeue prints it (default: $FARM_BLOCK_END, which farm's "
-                        "block scripts set, else asked from Slurm if in a job, else none)")
+                        "block scripts set, else $SLURM_JOB_END_TIME, else asked from Slurm "
+                        "if in a job, else none)")
     g.add_argument("--drain", type=float, default=None, metavar="S",
                    help="take no new task in the last S seconds before the end time, and "
                         "leave once idle (default: a tenth of the time left at start, at "
-                        "most 120); tasks still running 15 s before the end go back to the "
-                        "queue. A task whose walltime would overrun the end is not started")
+                        "most 120; never more than half of it); tasks still running "
+                        "min(15, S) seconds before the end go back to the queue. A task "
+                        "whose walltime would overrun the end is left to other pools")
     g = p.add_argument_group("liveness")
     g.add_argument("--heartbeat", type=float, default=2.0, metavar="S",
                    help="seconds between heartbeat writes (default 2)")

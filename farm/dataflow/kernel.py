@@ -247,6 +247,11 @@ class DataFlowKernel:
 
     # -- waiting and cleanup -----------------------------------------------------------------
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every executor has written the calls made so far (see farm.flush)."""
+        return all(ex.flush(timeout) for ex in self.executors.values()
+                   if hasattr(ex, "flush"))
+
     def wait_for_current_tasks(self, timeout: float | None = None) -> None:
         """Block until every task submitted so far has finished (successfully or not)."""
         import concurrent.futures

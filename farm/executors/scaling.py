@@ -6,8 +6,10 @@ It never removes a block: pools leave by themselves when idle past their limit (
 their block's end), so allocations are released even when no driver is running.
 
 A block that ends without ever starting a pool, or that the scheduler refuses, is a
-failure; after MAX_FAILURES in a row the executor gives up and fails what it waits for with
-the last error (the tasks stay in the spool: fix the config and run the script again).
+failure.  While other pools are alive it only pauses scaling (PAUSE: the scheduler may
+refuse jobs past a limit); with none, after MAX_FAILURES in a row the executor gives up and
+fails what it waits for with the last error (the tasks stay in the spool: fix the config
+and run the script again).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from farm.spool import Spool, fs
 log = logging.getLogger("farm.executor")
 
 MAX_FAILURES = 3
+PAUSE = 60.0  # seconds without new blocks after a failure while other pools run
 
 
 def blocks_to_add(demand: int, parallelism: float, slots: int, per_block: int, active: int,
@@ -45,64 +48,77 @@ class Blocks:
     """The blocks one driver started, and the scaling decisions over them."""
 
     def __init__(self, spool: Spool, provider: Any, python: str, options: dict[str, Any],
-                 workers: int | None, cores_per_worker: float):
+                 workers: int | None, cores_per_worker: float, accelerators: int = 0):
         self.spool, self.provider, self.python, self.options = spool, provider, python, options
         self.workers, self.cores_per_worker = workers, cores_per_worker
+        self.accelerators = accelerators
         self.started: list[str] = []
         self.unproven: set[str] = set()  # started, no pool seen from them yet
         self.failures = 0
+        self.pause_until = 0.0  # after a failure while pools run: no new block until then
         self.broken: ProviderError | None = None
-        self.lock = threading.Lock()  # the submitting thread and the scaling thread add
+        # The whole decision is under the lock, not just the add: the submitting thread
+        # (init_blocks) and the scaling thread must not both count the same gap.
+        self.lock = threading.RLock()
+        launcher = getattr(provider, "launcher", None)
+        nodes = max(1, int(getattr(provider, "nodes_per_block", 1)))
+        self.pools_per_block = launcher.pools(nodes) if launcher is not None else 1
 
     def add(self, n: int = 1) -> None:
         with self.lock:
-            self._add(n)
-
-    def _add(self, n: int) -> None:
-        for _ in range(n):
-            if self.broken:
-                return
-            block = f"b{int(time.time() * 1000):x}-{len(self.started)}"
-            cmd = pool_command(self.spool, block, self.python, self.options)
-            try:
-                self.provider.submit(self.spool, cmd, block)
-            except ProviderError as e:
-                self._failed(e)
-                return
-            self.started.append(block)
-            self.unproven.add(block)
+            for _ in range(n):
+                if self.broken or time.monotonic() < self.pause_until:
+                    return
+                block = f"b{int(time.time() * 1000):x}-{len(self.started)}"
+                cmd = pool_command(self.spool, block, self.python, self.options)
+                try:
+                    self.provider.submit(self.spool, cmd, block)
+                except ProviderError as e:
+                    self._failed(e)
+                    return
+                self.started.append(block)
+                self.unproven.add(block)
 
     def scale(self, pending: bool) -> None:
         """One look at demand and supply (one squeue, one listing of ready/ and pools/)."""
-        if self.broken:
-            return
-        running = self.provider.running()
-        pools = self.spool.pools()
-        self._check_unproven(running, pools)
-        live = [p for p in self.spool.live_pools(pools) if not p.get("draining")]
-        seen = {p.get("block") for p in pools}
-        queued = [b for b in running if b not in seen]
-        per_block = self._per_block(live)
-        slots = sum(int(p.get("workers") or 1) for p in live) + len(queued) * per_block
-        demand = len(self.spool.ready_names()) + sum(int(p.get("busy") or 0) for p in live)
-        active = len(set(running) | {p.get("block") or p["pool"] for p in live})
-        prov = self.provider
-        n = blocks_to_add(demand, prov.parallelism, slots, per_block, active, pending,
-                          prov.min_blocks, prov.max_blocks)
-        if n:
-            print(f"farm: {demand} tasks ready or running for {slots} worker slots in "
-                  f"{active} block(s): adding {n} block(s) of {per_block} slots",
-                  file=sys.stderr)
-            self.add(n)
+        with self.lock:
+            if self.broken:
+                return
+            try:
+                running = self.provider.running()
+            except ProviderError as e:  # no answer is not "no job": decide next time
+                log.warning("farm: %s; scaling skips this round", e)
+                return
+            pools = self.spool.pools()
+            self._check_unproven(running, pools)
+            live = [p for p in self.spool.live_pools(pools) if not p.get("draining")]
+            per_pool = self._per_pool(live)
+            seen: dict[Any, int] = {}
+            for p in pools:
+                seen[p.get("block")] = seen.get(p.get("block"), 0) + 1
+            # Pools still to come: all of a queued block's, and the late nodes of a block
+            # whose first pools are up (nodes import Python at different speeds).
+            coming = sum(max(0, self.pools_per_block - seen.get(b, 0)) for b in running)
+            slots = sum(int(p.get("workers") or 1) for p in live) + coming * per_pool
+            demand = len(self.spool.ready_names()) + sum(int(p.get("busy") or 0)
+                                                         for p in live)
+            active = len(set(running) | {p.get("block") or p["pool"] for p in live})
+            prov = self.provider
+            n = blocks_to_add(demand, prov.parallelism, slots,
+                              per_pool * self.pools_per_block, active, pending,
+                              prov.min_blocks, prov.max_blocks)
+            if n and time.monotonic() >= self.pause_until:
+                print(f"farm: {demand} tasks ready or running for {slots} worker slots in "
+                      f"{active} block(s): adding {n} block(s)", file=sys.stderr)
+                self.add(n)
 
-    def _per_block(self, live: list[dict[str, Any]]) -> int:
-        """Worker slots a new block brings: as its siblings have, else as configured."""
+    def _per_pool(self, live: list[dict[str, Any]]) -> int:
+        """Worker slots a new pool brings: as its siblings have, else as configured."""
         if live:
-            per_node = max(int(p.get("workers") or 1) for p in live)
-        else:
-            cores = getattr(self.provider, "cores_per_node", None) or os.cpu_count() or 1
-            per_node = self.workers or max(1, int(cores // self.cores_per_worker))
-        return per_node * max(1, int(getattr(self.provider, "nodes_per_block", 1)))
+            return max(int(p.get("workers") or 1) for p in live)
+        cores = getattr(self.provider, "cores_per_node", None) or os.cpu_count() or 1
+        guess = self.workers or max(1, int(cores // self.cores_per_worker))
+        return min(guess, self.accelerators) if self.accelerators else guess
 
     def _check_unproven(self, running: list[str], pools: list[dict[str, Any]]) -> None:
         if not self.unproven:
@@ -127,8 +143,13 @@ class Blocks:
         return f"its log {path} ends with:\n    {tail}"
 
     def _failed(self, error: ProviderError) -> None:
-        self.failures += 1
         print(f"farm: {error}", file=sys.stderr)
+        if self.spool.live_pools():
+            # Pools are running the work (e.g. the scheduler refuses more jobs than a
+            # limit): not a broken config.  Wait before asking again.
+            self.pause_until = time.monotonic() + PAUSE
+            return
+        self.failures += 1
         if self.failures >= MAX_FAILURES:
             self.broken = ProviderError(
                 f"{self.failures} blocks in a row failed; giving up. The last: {error}. "

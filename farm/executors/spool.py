@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import pickle
+import queue
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from farm.errors import (
     ConfigError,
     CorruptFile,
     DependencyError,
+    FarmError,
     SerializationError,
     SpoolError,
     unpack_exception,
@@ -122,14 +124,19 @@ class SpoolExecutor:
             "cores-per-worker": self.cores_per_worker, "mem-per-worker": self.mem_per_worker,
             "accelerators": ",".join(self.accelerators),
             "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
-        }, self.workers, self.cores_per_worker)
+        }, self.workers, self.cores_per_worker, len(self.accelerators))
+        if hasattr(self.provider, "adopt"):
+            self.provider.adopt(self.spool)  # blocks of earlier drivers count too
         # Three threads, so that none delays another: results (fast polling), the driver's
         # heartbeat, and pools + blocks (squeue may take seconds on a busy cluster).
         self.threads = [threading.Thread(target=target, name=name, daemon=True)
                         for name, target in (("farm-watch", self._watch),
                                              ("farm-beat", self._beat),
                                              ("farm-scale", self._scale_loop))]
-        for t in self.threads:
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.writer = threading.Thread(target=self._write_loop, name="farm-write",
+                                       daemon=True)
+        for t in [*self.threads, self.writer]:
             t.start()
 
     @property
@@ -173,6 +180,7 @@ class SpoolExecutor:
             self._fail(key, err)
 
     def shutdown(self) -> None:
+        self._flush()
         self.stop.set()
         for t in self.threads:
             t.join(5)
@@ -191,9 +199,9 @@ class SpoolExecutor:
                 self.spool.request_shutdown()
                 self.provider.cancel(self.spool, self.provider.running())
             self.spool.release_driver(self.me)
-        except OSError as e:
-            print(f"farm: could not tidy up the spool at exit: {fs.explain(e)}",
-                  file=sys.stderr)
+        except (OSError, FarmError) as e:
+            why = fs.explain(e) if isinstance(e, OSError) else str(e)
+            print(f"farm: could not tidy up the spool at exit: {why}", file=sys.stderr)
 
     # -- submission -------------------------------------------------------------------------
 
@@ -204,12 +212,59 @@ class SpoolExecutor:
         return self.spool.out_path(key, name, stream)
 
     def submit(self, task: TaskRecord) -> None:
+        """Snapshot the call (pickle its arguments now, as they are) and queue it for the
+        writer thread, so an app call costs no filesystem operation.  A call still queued
+        when the driver dies was never in the spool: the re-run makes it again."""
         if self.fenced:
             raise SpoolError(f"another driver took over spool {self.spool.path}")
-        key = task.key
         if self.scaler.broken:
             task.future.set_exception(self.scaler.broken)
             return
+        try:
+            body = _pickle_args(task)
+            header = self._header(task)  # (writes the app's file, at its first call)
+        except SerializationError as e:
+            task.future.set_exception(e)
+            return
+        except OSError as e:
+            task.future.set_exception(_not_submitted(task, e))
+            return
+        self.outbox.put((task, header, body))
+
+    def _write_loop(self) -> None:
+        """The writer thread: puts queued calls into the spool, in call order (a
+        dependency is always written before its dependents)."""
+        while (item := self.outbox.get()) is not None:
+            if isinstance(item, threading.Event):  # flush(): all before it is written
+                item.set()
+                continue
+            task = item[0]
+            try:
+                if self.fenced:
+                    raise SpoolError(f"another driver took over spool {self.spool.path}")
+                self._write(*item)
+            except Exception as e:
+                log.exception("farm: cannot submit task %s", task.label)
+                self._fail(task.key, e)
+                if not task.future.done():
+                    task.future.set_exception(e)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every app call made so far is in the spool; False on timeout."""
+        done = threading.Event()
+        self.outbox.put(done)
+        return done.wait(timeout)
+
+    def _flush(self) -> None:
+        """Write what is queued, then stop the writer (at shutdown)."""
+        left = self.outbox.qsize()
+        if left > 1000:
+            print(f"farm: writing the last {left} app calls to the spool", file=sys.stderr)
+        self.outbox.put(None)
+        self.writer.join()
+
+    def _write(self, task: TaskRecord, header: dict[str, Any], body: bytes) -> None:
+        key = task.key
         rerun = False
         status = None
         if not self.fresh:
@@ -234,16 +289,9 @@ class SpoolExecutor:
         done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
         ready = all(done.get(d, False) for d in task.deps)
         try:
-            body = _pickle_args(task)
-            header = self._header(task)
             new = self.spool.put_task(key, header, body, "ready" if ready else "waiting")
-        except SerializationError as e:
-            self._fail(key, e)
-            return
         except OSError as e:
-            self._fail(key, SpoolError(f"task {task.label} was not submitted: "
-                                       f"{fs.explain(e)}. Nothing was lost: fix this and "
-                                       "run the script again"))
+            self._fail(key, _not_submitted(task, e))
             return
         if new:
             self.stats["submitted"] += 1
@@ -430,6 +478,11 @@ class SpoolExecutor:
         with self.lock:
             futs = self.pending.get(key)
         return futs[0].task.label if futs else self.spool.label(key)
+
+
+def _not_submitted(task: TaskRecord, e: OSError) -> SpoolError:
+    return SpoolError(f"task {task.label} was not submitted: {fs.explain(e)}. Nothing was "
+                      "lost: fix this and run the script again")
 
 
 def _pickle_args(task: TaskRecord) -> bytes:

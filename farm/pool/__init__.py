@@ -82,7 +82,7 @@ class Worker:
         self.spool_path, self.pool, self.index, self.nworkers = spool_path, pool, index, nworkers
         self.state, self.ops = state, ops  # shared with the manager
         self.limits = limits or Limits()
-        self.full = False  # the block ends before the task we claimed could: take no more
+        self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
         self.held = False
@@ -126,7 +126,7 @@ class Worker:
             for name in fs.listdir(self.dir):
                 self._run_chain(os.path.join(self.dir, name))
             self.held = False
-        if self.full or self.limits.draining():
+        if self.limits.draining():
             self._set_busy(False)
             time.sleep(IDLE_POLL[2])
             return [], delay
@@ -146,6 +146,9 @@ class Worker:
     def _run_chain(self, path: str | None) -> None:
         self._set_busy(True)
         while path:
+            if self.limits.draining():  # (a dependent we promoted): leave it to others
+                self.spool.release(path, split_name(os.path.basename(path))[1])
+                break
             path = self.run(path)
         self.ops[:] = [fs.OPS[k] for k in OPKEYS]
 
@@ -156,6 +159,8 @@ class Worker:
         mine, others = [], []
         n = self.nworkers
         for name in self.spool.ready_names():
+            if self.too_long and split_name(name)[0] in self.too_long:
+                continue
             (mine if int(name[:4], 16) % n == self.index else others).append(name)
         names = mine or others
         random.shuffle(names)
@@ -211,8 +216,9 @@ class Worker:
                                                          f"cannot load its arguments: {e}"))
         else:
             if not self.limits.fits(header.get("walltime")):
-                # It could not finish before the block ends: leave it to another block.
-                self.full = True
+                # It could not finish before the block ends: leave it to another block
+                # (this worker will not claim it again).
+                self.too_long.add(key)
                 self.spool.release(path, attempt)
                 return None
             cwd = header.get("cwd")
@@ -322,8 +328,15 @@ class Pool:
                                                accelerators)
         resources.cpus_for(0, self.nworkers, cpu_affinity)  # a bad mode fails here, once
         end = resources.block_end(end_time)
+        left = None if end is None else max(0.0, end - time.time())
         if drain is None:  # a tenth of the block's remaining time, at most two minutes
-            drain = 120.0 if end is None else min(120.0, max(0.0, end - time.time()) / 10)
+            drain = 120.0 if left is None else min(120.0, left / 10)
+        elif left is not None and drain > left / 2:
+            # A pool that drains from its first tick would leave at once, and the driver
+            # would start block after block: keep half of the block for work.
+            log.warning("farm pool: --drain %gs is over half of the %ds left in this block; "
+                        "using %ds", drain, left, left / 2)
+            drain = left / 2
         self.limits = Limits(end, drain, cpu_affinity, accelerators)
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat

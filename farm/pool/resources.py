@@ -74,8 +74,9 @@ def pin(worker: int, nworkers: int, mode: str, accelerators: list[str]) -> None:
 
 
 def parse_end(text: str | None) -> float | None:
-    """A block's end time as Slurm prints it (squeue %e: local ISO time, or UNLIMITED,
-    N/A) or as seconds since the epoch; None if there is none or it cannot be read."""
+    """A block's end time as seconds since the epoch (farm asks squeue with
+    SLURM_TIME_FORMAT=%s) or as a local ISO time (squeue's default); None for UNLIMITED,
+    N/A, nothing, or what cannot be read."""
     text = (text or "").strip()
     if not text or text.upper() in ("UNLIMITED", "N/A", "NONE", "INVALID"):
         return None
@@ -95,16 +96,23 @@ def block_end(explicit: str | None = None) -> float | None:
     $FARM_BLOCK_END (set by farm's block scripts, which ask squeue once per block, so that
     pools without network know it too), $SLURM_JOB_END_TIME (newer Slurm), then one squeue
     call from here."""
-    for text in (explicit, os.environ.get("FARM_BLOCK_END"),
-                 os.environ.get("SLURM_JOB_END_TIME")):
+    if explicit is not None:
+        end = parse_end(explicit)
+        if end is None:
+            raise ConfigError(f"farm pool: --end-time {explicit!r} is not a time: give "
+                              "seconds since the epoch or an ISO time (2030-01-02T03:04:05)")
+        return end
+    for text in (os.environ.get("FARM_BLOCK_END"), os.environ.get("SLURM_JOB_END_TIME")):
         if text and text.strip():
             return parse_end(text)
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
         return None
     try:
+        # Epoch seconds (SLURM_TIME_FORMAT=%s): no time zone or daylight-saving guesswork.
         out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True,
-                             text=True, timeout=20)
+                             text=True, timeout=20,
+                             env={**os.environ, "SLURM_TIME_FORMAT": "%s"})
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("farm pool: cannot ask squeue when job %s ends (%s); not draining", job, e)
         return None

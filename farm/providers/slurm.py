@@ -25,8 +25,8 @@ LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED
 # The line a block script runs before the launcher (when inside a Slurm job): one squeue per
 # block, so that each of its pools knows when the job ends (farm pool --drain), even pools
 # with no network.
-END_EXPORT = ('[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(squeue -h -j '
-              '"$SLURM_JOB_ID" -o %e 2>/dev/null)"')
+END_EXPORT = ('[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(SLURM_TIME_FORMAT=%s '
+              'squeue -h -j "$SLURM_JOB_ID" -o %e 2>/dev/null)"')
 
 
 class ProviderError(ConfigError):
@@ -63,6 +63,7 @@ class SlurmProvider:
         self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
         self.parallelism = parallelism
         self.jobs: dict[str, str] = {}  # block -> job id
+        self.ended: set[str] = set()  # job ids seen finished
 
     def __repr__(self) -> str:
         return (f"SlurmProvider(partition={self.partition!r}, nodes_per_block="
@@ -102,14 +103,26 @@ class SlurmProvider:
         spool.replace(spool.p("blocks", f"{block}.yaml"), yaml.safe_dump(info).encode())
         return info
 
+    def adopt(self, spool: Spool) -> None:
+        """Know the blocks an earlier driver submitted on this spool (for scaling, cancel)."""
+        for record in spool.blocks():
+            if record.get("provider") == self.label and record.get("job_id"):
+                self.jobs.setdefault(str(record["block"]), str(record["job_id"]))
+
     def running(self) -> list[str]:
-        """Blocks whose job is pending or running: one squeue call for all of them."""
-        if not self.jobs:
+        """Blocks whose job is pending or running: one squeue call for all of them (those
+        seen ended are not asked about again).  Raises ProviderError if squeue fails: "no
+        answer" must not read as "no job"."""
+        jobs = {b: j for b, j in list(self.jobs.items()) if j not in self.ended}
+        if not jobs:
             return []
-        out = self._run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(self.jobs.values())])
-        live = {line.split()[0] for line in out.stdout.splitlines()
-                if len(line.split()) == 2 and line.split()[1] in LIVE}
-        return [b for b, j in self.jobs.items() if j in live]
+        out = self._run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(jobs.values())])
+        if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+            raise ProviderError(f"squeue failed: {out.stderr.strip() or out.returncode}")
+        states = dict(line.split() for line in out.stdout.splitlines()
+                      if len(line.split()) == 2)
+        self.ended.update(j for j in jobs.values() if states.get(j) not in LIVE)
+        return [b for b, j in jobs.items() if states.get(j) in LIVE]
 
     def cancel(self, spool: Spool, blocks: list[str]) -> None:
         jobs = [self.jobs[b] for b in blocks if b in self.jobs]
