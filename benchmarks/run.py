@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""farm benchmarks: throughput, latency, start-up and spool operations, side by side with
-the reference figures of Parsl's HighThroughputExecutor.
+"""farm benchmarks: throughput, latency, submission, memory and spool operations, next to
+the machine's own limits, the project's targets and Parsl's HighThroughputExecutor.
 
     python benchmarks/run.py [--quick] [--json FILE] [--dir DIR] [--repeats N]
+                             [--no-parsl] [--compare OLD.json [NEW.json]]
 
-Each run of a workload happens in its own child process (this script with --child) on a
-fresh spool (all under one temporary directory, removed at the end), with a hard timeout:
-if the child overruns, it and the pools it started are killed, the run is marked TIMEOUT
-and the benchmark goes on.
+Each run of a workload happens in its own child process (this script with --child, or
+parsl_peer.py for Parsl) on a fresh spool (all under one temporary directory, removed at
+the end), with a hard timeout: if the child overruns, it and the processes it started are
+killed, the run is marked TIMEOUT and the benchmark goes on.
 Progress goes to stderr; the table to stdout; the same figures to a JSON file
 (default bench-results.json in the current directory).  See benchmarks/README.md.
 """
@@ -21,42 +22,80 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import yaml
+from machine import machine_limits
+from report import OPKINDS, PARSL_REFERENCE, build_results, compare, render
+from workloads import Deadline, chain, collect, first_result, submission, throughput
 
 import farm
 from farm import bash_app, python_app
 
+# (machine, report and workloads are this script's sibling modules: a script's directory
+# is on sys.path.)
 HERE = os.path.abspath(__file__)
-OPKINDS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdir")
+PARSL_PEER = os.path.join(os.path.dirname(HERE), "parsl_peer.py")
+MARKER = "FARM_BENCH_RUN"  # in every child's environment (and its descendants'): its run dir
+IDLE_TRIPS, IDLE_GAP = 5, 1.0  # workload "first" also times 5 lone tasks, each after 1 s idle
 
-# Parsl HighThroughputExecutor on a comparable 2-core machine (see benchmarks/README.md).
-PARSL = {
-    "noop_tasks_per_s": 400.0,
-    "chain_ms_per_hop": 6.0,
-    "bash_tasks_per_s": 190.0,
-    "first_result_s": 7.0,
+
+Sizes = int | dict  # a farm run's number of tasks; the sizes of a Parsl run's parts
+
+
+@dataclass(frozen=True)
+class Job:
+    """One line of the schedule.  name: its key in the results; workload: what the child
+    runs; full, quick: its size in a full run and with --quick; once: one run only, after
+    all the repeated ones (see README: the big runs would slow the others down)."""
+    name: str
+    system: str  # "farm" or "parsl"
+    workload: str
+    full: Sizes
+    quick: Sizes
+    once: bool = False
+
+    def size(self, quick: bool) -> Sizes:
+        return self.quick if quick else self.full
+
+    def timeout(self, size: Sizes) -> float:
+        """Hard limit of one run: ~10x the expected time on a 2-core machine, so that only a
+        hang or a pathological slowdown trips it."""
+        parts = size if isinstance(size, dict) else {self.workload: size}
+        return TIMEOUT_BASE[self.system] + sum(n * TIMEOUT_PER_TASK[self.system, part]
+                                               for part, n in parts.items())
+
+
+JOBS = (
+    Job("noop", "farm", "noop", 10_000, 2_000),
+    Job("chain", "farm", "chain", 200, 50),
+    Job("bash", "farm", "bash", 2_000, 500),
+    Job("first", "farm", "first", 1, 1),
+    Job("submit", "farm", "submit", 10_000, 2_000),
+    # Parsl is ~5x slower: smaller sizes keep the whole run within a few minutes.  Its
+    # no-op, chain and bash parts share one HTEX start (~7 s) per round: see parsl_peer.py.
+    Job("parsl", "parsl", "pool", {"noop": 2_000, "chain": 200, "bash": 500},
+        {"noop": 500, "chain": 50, "bash": 200}),
+    Job("parsl_submit", "parsl", "submit", {"submit": 5_000}, {"submit": 1_000}),
+    Job("memory", "farm", "submit", 100_000, 20_000, once=True),
+    Job("noop_large", "farm", "noop", 100_000, 10_000, once=True),
+)
+
+# Hard timeouts: seconds per run (Parsl's runs start an interchange and a worker pool, ~7 s
+# here), plus seconds per task of each kind.
+TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
+TIMEOUT_PER_TASK = {
+    ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
+    ("farm", "first"): 10.0, ("farm", "submit"): 0.005,
+    ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
+    ("parsl", "submit"): 0.01,
 }
-
-SIZES = {
-    "full": {"noop": 10_000, "chain": 200, "bash": 2_000, "first": 1},
-    "quick": {"noop": 2_000, "chain": 50, "bash": 500, "first": 1},
-}
-
-# Hard timeout of one child run: BASE + size * PER_TASK seconds (generous: ~10x the
-# expected time on a 2-core machine, so only a hang or a pathological slowdown trips it).
-TIMEOUT_BASE = 30.0
-TIMEOUT_PER_TASK = {"noop": 0.005, "chain": 0.1, "bash": 0.02, "first": 10.0}
-
-WORKLOADS = ("noop", "chain", "bash", "first")
-IDLE_TRIPS, IDLE_GAP = 5, 1.0  # workload 4 also times 5 lone tasks, each after 1 s idle
 
 
 # -- the apps (pickled by value: this file runs as __main__) -----------------------------------
@@ -93,35 +132,17 @@ def ping(i):
     return i
 
 
-# -- child side: one workload run on one fresh spool -------------------------------------------
+# -- child side: one farm workload run on one fresh spool --------------------------------------
 
-def _config(spool: str) -> farm.Config:
+def _config(spool: str, pool: bool) -> farm.Config:
+    """One local pool of 2 workers, started by the first submit; or none at all (pool=False:
+    the submission workload measures the driver alone, its tasks stay queued)."""
     from farm.executors import SpoolExecutor
     from farm.providers import LocalProvider
+    blocks = 1 if pool else 0
     return farm.Config(executors=[SpoolExecutor(
         spool=spool, max_workers_per_node=2,
-        provider=LocalProvider(init_blocks=1, max_blocks=1))])
-
-
-class Deadline:
-    def __init__(self, seconds: float):
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.05, self.end - time.monotonic())
-
-
-def _collect(futs: list, expect: Any, deadline: Deadline) -> tuple[int, str | None]:
-    """Wait for every future; (number that failed or gave an unexpected value, first error)."""
-    bad, first = 0, None
-    for f in futs:
-        exc = f.exception(timeout=deadline.left())  # TimeoutError propagates: the run fails
-        if exc is None and f.result() == expect:
-            continue
-        bad += 1
-        if first is None:
-            first = repr(exc) if exc is not None else f"unexpected result {f.result()!r}"
-    return bad, first
+        provider=LocalProvider(init_blocks=blocks, max_blocks=blocks))])
 
 
 def _pool_heartbeats(spool: str) -> list[dict]:
@@ -156,6 +177,72 @@ def _final_pool_ops(spool: str, wait: float) -> tuple[dict[str, int], bool, int]
     return ops, exited, len(beats)
 
 
+def _idle_trips(deadline: Deadline) -> dict[str, Any]:
+    """Round trips of single tasks on the warm pool after it idled a while: the latency a
+    lone task sees (workers and the driver poll less often when idle)."""
+    trips, bad = [], 0
+    for i in range(IDLE_TRIPS):
+        time.sleep(IDLE_GAP)
+        t0 = time.perf_counter()
+        if ping(i).result(timeout=deadline.left()) != i:
+            bad += 1
+        trips.append(time.perf_counter() - t0)
+    return {"idle_round_trips_s": trips, "failed": bad,
+            "first_error": "a lone task returned a wrong value" if bad else None}
+
+
+def _gated_chain(size: int, deadline: Deadline) -> dict[str, Any]:
+    """The chain queued in full behind a gate task first: releasing the gate times the hops
+    alone (the pool's dependency handling, without the driver's submits)."""
+    flag = os.path.abspath("gate.flag")
+    prev = gate(flag)
+    futs = [prev]
+    for _ in range(size):
+        prev = hop(prev)
+        futs.append(prev)
+    while not os.path.exists(flag + ".started"):  # a worker is running the gate
+        if prev.done() or time.monotonic() > deadline.end:
+            raise TimeoutError("the gate task never started")
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    open(flag, "wb").close()
+    bad, err = collect(futs, None, deadline)
+    t2 = time.perf_counter()
+    return {"queued_total_s": t2 - t0, "queued_ms_per_hop": 1000 * (t2 - t0) / size,
+            "failed": bad, "first_error": err}
+
+
+def _flush():
+    """Wait until the app calls made so far are in the spool: the executor's flush() where
+    it has one (its writes happen in a thread of their own); without one, each call
+    wrote its task before returning."""
+    ex = next(iter(farm.dfk().executors.values()))
+    return getattr(ex, "flush", None) or (lambda timeout: True)
+
+
+def _farm_workload(workload: str, size: int, t_load: float, t_loaded: float,
+                   deadline: Deadline) -> dict[str, Any]:
+    """Run the workload on the loaded farm; its figures, with `tasks` = tasks submitted."""
+    if workload == "submit":
+        res, _futs = submission(noop, size, _flush(), deadline)
+        return {"load_s": t_loaded - t_load, **res, "tasks": size + 1}
+    # Warm-up (and, for "first", the measurement): one trivial task through the pool that
+    # the first submit starts.
+    res = first_result(noop, t_load, t_loaded, deadline)
+    if workload == "first":
+        res.update(_idle_trips(deadline))
+        return {**res, "tasks": 1 + IDLE_TRIPS}
+    if workload == "chain":
+        res.update(chain(hop, size, deadline))
+        gated = _gated_chain(size, deadline)
+        failed, err = res["failed"] + gated.pop("failed"), res["first_error"]
+        res.update(gated, failed=failed, first_error=err or gated["first_error"])
+        return {**res, "tasks": 2 + 2 * size}
+    app, expect = (noop, None) if workload == "noop" else (true_cmd, 0)
+    res.update(throughput(app, expect, size, deadline))
+    return {**res, "tasks": 1 + size}
+
+
 def child_main(workload: str, size: int, spool: str, out: str, timeout: float) -> int:
     from farm.spool import fs
 
@@ -166,87 +253,27 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float) -
 
     signal.signal(signal.SIGALRM, alarm)  # a hang outside a result() wait: stop, cleanly
     signal.alarm(max(1, int(timeout - 5)))
+    pool = workload != "submit"
     res: dict[str, Any] = {"workload": workload, "size": size, "ok": False}
     loaded = False
     try:
         t_load = time.perf_counter()
-        farm.load(_config(spool))
+        farm.load(_config(spool, pool))
         loaded = True
         t_loaded = time.perf_counter()
         ops0 = fs.snapshot()  # after load: the spool's creation (its ~1000 mkdirs) is excluded
-        # Warm-up (and, for "first", the measurement): one trivial task through a pool that
-        # the first submit starts.
-        warm = noop()
-        t_sub = time.perf_counter()
-        warm.result(timeout=deadline.left())
-        t_first = time.perf_counter()
-        res["load_s"] = t_loaded - t_load
-        res["first_result_s"] = t_first - t_load
-        res["first_after_submit_s"] = t_first - t_sub
-        tasks = 1
-        bad, err = 0, None
-        if workload == "first":
-            # Round trips of single tasks on the now warm pool after it idled a while: the
-            # latency a lone task sees (workers and driver poll less often when idle).
-            trips = []
-            for i in range(IDLE_TRIPS):
-                time.sleep(IDLE_GAP)
-                t0 = time.perf_counter()
-                if ping(i).result(timeout=deadline.left()) != i:
-                    bad += 1
-                trips.append(time.perf_counter() - t0)
-            tasks += IDLE_TRIPS
-            res["idle_round_trips_s"] = trips
-        if workload in ("noop", "bash"):
-            app, expect = (noop, None) if workload == "noop" else (true_cmd, 0)
-            t0 = time.perf_counter()
-            futs = [app() for _ in range(size)]
-            t1 = time.perf_counter()
-            bad, err = _collect(futs, expect, deadline)
-            t2 = time.perf_counter()
-            tasks += size
-            res.update(submit_s=t1 - t0, total_s=t2 - t0, tasks_per_s=size / (t2 - t0),
-                       submit_per_s=size / (t1 - t0))
-        elif workload == "chain":
-            t0 = time.perf_counter()
-            futs, prev = [], None
-            for _ in range(size):
-                prev = hop(prev)
-                futs.append(prev)
-            t1 = time.perf_counter()
-            bad, err = _collect(futs, None, deadline)
-            t2 = time.perf_counter()
-            tasks += size
-            res.update(submit_s=t1 - t0, total_s=t2 - t0, ms_per_hop=1000 * (t2 - t0) / size)
-            # The same chain queued in full behind a gate first: releasing the gate times
-            # the hops alone (the pool's dependency handling, without the driver's submits).
-            flag = os.path.abspath("gate.flag")
-            prev = gate(flag)
-            futs = [prev]
-            for _ in range(size):
-                prev = hop(prev)
-                futs.append(prev)
-            while not os.path.exists(flag + ".started"):  # a worker is running the gate
-                if prev.done() or time.monotonic() > deadline.end:
-                    raise TimeoutError("the gate task never started")
-                time.sleep(0.001)
-            t0 = time.perf_counter()
-            open(flag, "wb").close()
-            bad2, err2 = _collect(futs, None, deadline)
-            t2 = time.perf_counter()
-            tasks += size + 1
-            bad, err = bad + bad2, err or err2
-            res.update(queued_total_s=t2 - t0, queued_ms_per_hop=1000 * (t2 - t0) / size)
-        res.update(failed=bad, first_error=err, tasks=tasks)
+        res.update(_farm_workload(workload, size, t_load, t_loaded, deadline))
         t_clear = time.perf_counter()
         farm.clear()
         loaded = False
         res["clear_s"] = time.perf_counter() - t_clear
         ops1 = fs.snapshot()
-        driver = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in OPKINDS}
-        pools, exited, npools = _final_pool_ops(spool, min(30.0, deadline.left()))
-        res.update(driver_ops=driver, pool_ops=pools, pools_exited=exited, pools=npools,
-                   ok=bad == 0)
+        res["driver_ops"] = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in OPKINDS}
+        if pool:
+            pools, exited, npools = _final_pool_ops(spool, min(30.0, deadline.left()))
+        else:
+            pools, exited, npools = {k: 0 for k in OPKINDS}, True, 0
+        res.update(pool_ops=pools, pools_exited=exited, pools=npools, ok=res["failed"] == 0)
         if not exited:
             res["warning"] = "a pool wrote no final (state: exited) heartbeat: its ops are stale"
     except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
@@ -264,6 +291,34 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float) -
         with open(out, "w") as f:
             json.dump(res, f)
     return 0 if res["ok"] else 1
+
+
+def profile_submission(size: int, base: str, top: int = 15) -> None:
+    """--profile-submit: the app-call loop of the submission workload under cProfile (in
+    this process, no pool), its top entries by cumulative time on stdout.  cProfile sees
+    this thread only: what a writer thread of the executor does after the calls returned
+    shows as the time flush() takes, printed after the profile."""
+    import cProfile
+    import pstats
+    farm.load(_config(os.path.join(base, "profile-spool"), pool=False))
+    try:
+        noop()  # the one-off work of the first call stays out of the profile
+        _flush()(600.0)
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.enable()
+        futs = [noop() for _ in range(size)]
+        prof.disable()
+        t1 = time.perf_counter()
+        _flush()(600.0)
+        t2 = time.perf_counter()
+    finally:
+        farm.clear()
+    print(f"cProfile of {len(futs):,} app calls with no pool (farm {farm.__version__}), "
+          f"top {top} by cumulative time:")
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(top)
+    print(f"the loop took {t1 - t0:.2f} s under the profiler; then all calls were in the "
+          f"spool {t2 - t1:.2f} s later")
 
 
 # -- parent side: run children with hard timeouts ----------------------------------------------
@@ -333,22 +388,114 @@ def kill_pools(spool: str) -> int:
     return len(groups)
 
 
-def run_child(workload: str, size: int, base: str) -> dict[str, Any]:
-    """One run of a workload in a child process, in a new directory under base (left for
-    the caller to remove)."""
-    timeout = TIMEOUT_BASE + size * TIMEOUT_PER_TASK[workload]
-    run_dir = tempfile.mkdtemp(prefix=f"{workload}-", dir=base)
-    spool = os.path.join(run_dir, "spool")
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux's
+    PR_SET_CHILD_SUBREAPER), so that whatever a child leaves behind stays findable as a
+    descendant of ours: even processes that left its process group and renamed themselves
+    (Parsl's interchange does both, which also hides the marker in its environment)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # 36 = PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _leftovers(run_dir: str) -> list[psutil.Process]:
+    """Live processes left by the run: our descendants (runs go one at a time, so they are
+    the run's), and processes whose environment carries the run's marker (where there is no
+    subreaper)."""
+    found = {p.pid: p for p in psutil.Process().children(recursive=True)}
+    for p in psutil.process_iter():
+        try:
+            if p.pid not in found and p.environ().get(MARKER) == run_dir:
+                found[p.pid] = p
+        except psutil.Error:  # gone, or not ours
+            continue
+    live = []
+    for p in found.values():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                live.append(p)
+        except psutil.Error:
+            continue
+    return live
+
+
+def _reap() -> None:
+    """Collect the exit status of orphans that died as our children (we are their
+    subreaper), so they do not stay zombies."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def kill_leftovers(run_dir: str, grace: float) -> int:
+    """The last resort after every run: give the run's leftover processes `grace` seconds
+    to exit on their own, then SIGTERM, then SIGKILL them.  Returns how many had to be
+    signalled."""
+    end = time.monotonic() + grace
+    while (left := _leftovers(run_dir)) and time.monotonic() < end:
+        _reap()
+        time.sleep(0.1)
+    signalled = len(left)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in left:
+            try:
+                p.send_signal(sig)
+            except psutil.Error:
+                pass
+        _gone, left = psutil.wait_procs(left, timeout=3)
+        if not left:
+            break
+    _reap()
+    return signalled
+
+
+def _child_cmd(job: Job, size: Sizes, run_dir: str, out: str, timeout: float) -> list[str]:
+    if job.system == "parsl":
+        parts = ",".join(f"{k}={v}" for k, v in size.items())
+        return [sys.executable, PARSL_PEER, job.workload, "--sizes", parts, "--out", out,
+                "--timeout", str(timeout)]
+    return [sys.executable, HERE, "--child", job.workload, "--size", str(size),
+            "--spool", os.path.join(run_dir, "spool"), "--out", out, "--timeout", str(timeout)]
+
+
+def _child_env(run_dir: str) -> dict[str, str]:
+    # Parsl finds its interchange and worker pool commands on PATH: this Python's bin first.
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    return {**os.environ, MARKER: run_dir, "PATH": path}
+
+
+def _judge(res: dict, rc: int | None, timeout: float) -> dict:
+    """The run's outcome from its result file and its exit status."""
+    if rc is None:
+        res.update(ok=False, error=f"TIMEOUT: killed after {timeout:.0f} s")
+    elif rc != 0 and res.get("ok") and res.get("cleanup") == "started":
+        # A Parsl child that died in Parsl's own cleanup, after writing its figures.
+        res["warning"] = f"exited with status {rc} in Parsl's cleanup (figures kept)"
+    elif rc != 0 and "error" not in res and res.get("failed", 0) == 0:
+        res.update(ok=False, error=f"child exited with status {rc}")
+    return res
+
+
+def run_child(job: Job, size: Sizes, base: str) -> dict[str, Any]:
+    """One run of a job in a child process, in a new directory under base (left for the
+    caller to remove)."""
+    timeout = job.timeout(size)
+    run_dir = tempfile.mkdtemp(prefix=f"{job.name}-", dir=base)
     out = os.path.join(run_dir, "result.json")
     log_path = os.path.join(run_dir, "child.log")
-    cmd = [sys.executable, HERE, "--child", workload, "--size", str(size), "--spool", spool,
-           "--out", out, "--timeout", str(timeout)]
-    res: dict[str, Any] = {"workload": workload, "size": size, "ok": False}
+    res: dict[str, Any] = {"workload": job.workload, "size": size, "ok": False}
     proc = None
     try:
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(_child_cmd(job, size, run_dir, out, timeout), cwd=run_dir,
+                                    env=_child_env(run_dir), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -359,10 +506,7 @@ def run_child(workload: str, size: int, base: str) -> dict[str, Any]:
         if os.path.exists(out):
             with open(out) as f:
                 res = json.load(f)
-        if rc is None:
-            res.update(ok=False, error=f"TIMEOUT: killed after {timeout:.0f} s")
-        elif rc != 0 and "error" not in res and res.get("failed", 0) == 0:
-            res.update(ok=False, error=f"child exited with status {rc}")
+        res = _judge(res, rc, timeout)
         if not res.get("ok"):
             with open(log_path, "rb") as f:
                 res["log_tail"] = f.read()[-3000:].decode(errors="replace")
@@ -373,188 +517,97 @@ def run_child(workload: str, size: int, base: str) -> dict[str, Any]:
             except ProcessLookupError:
                 pass
             proc.wait()
-        if not res.get("pools_exited"):
+        spool = os.path.join(run_dir, "spool")
+        if job.system == "farm" and not res.get("pools_exited"):
             left = kill_pools(spool)
             if left:
                 res.setdefault("warning", f"{left} pool process groups would not die")
+        # Parsl's submission child leaves its interchange to this on purpose (parsl_peer.py).
+        n = kill_leftovers(run_dir, grace=0 if job.workload == "submit" else 5)
+        if n and not (job.system == "parsl" and job.workload == "submit"):
+            res.setdefault("warning", f"killed {n} leftover processes of the run")
         if not res.get("ok"):
             res["run_dir"] = run_dir
     return res
 
 
-def machine_limits(base: str, seconds: float) -> dict[str, float]:
-    """The filesystem's and the OS's own rates, in a new directory under base (next to the
-    spools; left for the caller to remove)."""
-    d = tempfile.mkdtemp(prefix="fs-", dir=base)
+def _report_run(workload: str, r: dict) -> None:
+    """One progress line with the run's main figures."""
+    if workload == "first":
+        trips = sorted(1000 * t for t in r["idle_round_trips_s"])
+        msg = (f"{r['first_result_s']:.2f} s from load to first result (load "
+               f"{r['load_s']:.2f} s); lone tasks after {IDLE_GAP:g} s idle: "
+               + " ".join(f"{t:.0f}" for t in trips) + " ms")
+    elif workload == "pool":  # Parsl's warm-up; its parts follow
+        msg = f"{r['first_result_s']:.2f} s from load to first result"
+    elif workload == "chain":
+        msg = f"{r['ms_per_hop']:.2f} ms/hop ({r['total_s']:.2f} s, submit {r['submit_s']:.2f} s)"
+        if "queued_ms_per_hop" in r:
+            msg += f"; queued behind a gate: {r['queued_ms_per_hop']:.2f} ms/hop"
+    elif workload == "submit":
+        msg = (f"{r['calls_per_s']:.0f} calls/s, {r['bytes_per_task']:.0f} bytes/task "
+               f"({r['submit_s']:.2f} s)")
+    else:
+        msg = (f"{r['tasks_per_s']:.0f} tasks/s ({r['total_s']:.2f} s; submit "
+               f"{r['submit_per_s']:.0f} calls/s)")
+    if "first_result_s" in r and workload not in ("first", "pool"):
+        msg += f"; first result {r['first_result_s']:.2f} s"
+    progress(f"  {workload}: {msg}")
+    if r.get("warning"):
+        progress(f"  warning: {r['warning']}")
+
+
+def _parts(r: dict) -> dict[str, dict]:
+    """A Parsl pool run's parts as runs of their own (parsl_noop, parsl_chain, parsl_bash);
+    a part the run never reached failed with the run's error."""
     out = {}
-    a, b = os.path.join(d, "a"), os.path.join(d, "b")
-    open(a, "wb").close()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(50):
-            os.rename(a, b)
-            os.rename(b, a)
-        n += 100
-    out["rename_per_s"] = n / (time.perf_counter() - t0)
-
-    tmpd, final = os.path.join(d, "tmp"), os.path.join(d, "final")
-    os.mkdir(tmpd)
-    os.mkdir(final)
-    data = b"x" * 300  # about a no-op task record
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(50):
-            tmp = os.path.join(tmpd, str(n))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, data)
-            os.close(fd)
-            os.rename(tmp, os.path.join(final, str(n)))
-            n += 1
-    out["create_write_rename_per_s"] = n / (time.perf_counter() - t0)
-
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        subprocess.run(["true"], check=True)
-        n += 1
-    out["spawn_per_s"] = n / (time.perf_counter() - t0)
+    for part, size in r.get("sizes", {}).items():
+        got = r.get("parts", {}).get(part)
+        if got is None:
+            out[f"parsl_{part}"] = {"workload": part, "size": size, "ok": False,
+                                    "error": r.get("error") or "not run"}
+        else:
+            out[f"parsl_{part}"] = {"workload": part, **got, "ok": got["failed"] == 0}
     return out
 
 
-# -- figures and the table ---------------------------------------------------------------------
-
-def stats(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"median": None, "min": None, "max": None, "n": 0, "runs": []}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "runs": values}
-
-
-def ops_per_task(runs: list[dict]) -> dict[str, Any]:
-    """Per op kind: driver, pools and total ops per task (medians over the runs)."""
-    good = [r for r in runs if r.get("ok") and "driver_ops" in r]
-    out: dict[str, Any] = {}
-    for k in list(OPKINDS) + ["total"]:
-        def per(r, side, k=k):
-            ops = r[side]
-            v = sum(ops.get(x, 0) for x in OPKINDS) if k == "total" else ops.get(k, 0)
-            return v / r["tasks"]
-        drv = [per(r, "driver_ops") for r in good]
-        pol = [per(r, "pool_ops") for r in good]
-        tot = [a + b for a, b in zip(drv, pol, strict=True)]
-        out[k] = {"driver": stats(drv)["median"], "pools": stats(pol)["median"], **stats(tot)}
-    return out
+def _run_job(job: Job, size: Sizes, label: str, base: str, runs: dict, dead: set) -> None:
+    shown = (f"x{size:,}" if isinstance(size, int)
+             else "(" + ", ".join(f"{k} {v:,}" for k, v in size.items()) + ")")
+    progress(f"{job.name} {shown} {label} ...")
+    r = run_child(job, size, base)
+    runs.setdefault(job.name, []).append(r)
+    if r.get("ok"):
+        _report_run(job.workload, r)
+    if job.workload == "pool":
+        for name, part in _parts(r).items():
+            runs.setdefault(name, []).append(part)
+            if part["ok"]:
+                _report_run(part["workload"], part)
+    if r.get("ok"):
+        return
+    _FAILED.append(r.get("run_dir", ""))
+    dead.add(job.name)  # a failure or hang is likely to repeat: skip the other runs
+    err = r.get("error") or f"{r.get('failed')} tasks failed: {r.get('first_error')}"
+    progress(f"  FAILED: {err}")
+    if r.get("log_tail"):
+        print(r["log_tail"], file=sys.stderr)
 
 
-def build_results(runs: dict[str, list[dict]], limits: list[dict]) -> dict[str, Any]:
-    def vals(w, field):
-        return [r[field] for r in runs.get(w, []) if r.get("ok") and field in r]
+# -- orchestration -----------------------------------------------------------------------------
 
-    metrics = {
-        "noop_tasks_per_s": {**stats(vals("noop", "tasks_per_s")), "unit": "tasks/s",
-                             "better": "higher", "parsl": PARSL["noop_tasks_per_s"]},
-        "noop_submit_per_s": {**stats(vals("noop", "submit_per_s")), "unit": "calls/s",
-                              "better": "higher", "parsl": None},
-        "chain_ms_per_hop": {**stats(vals("chain", "ms_per_hop")), "unit": "ms/hop",
-                             "better": "lower", "parsl": PARSL["chain_ms_per_hop"]},
-        "chain_queued_ms_per_hop": {**stats(vals("chain", "queued_ms_per_hop")),
-                                    "unit": "ms/hop", "better": "lower", "parsl": None},
-        "bash_tasks_per_s": {**stats(vals("bash", "tasks_per_s")), "unit": "tasks/s",
-                             "better": "higher", "parsl": PARSL["bash_tasks_per_s"]},
-        "first_result_s": {**stats(vals("first", "first_result_s")), "unit": "s",
-                           "better": "lower", "parsl": PARSL["first_result_s"]},
-        "first_load_s": {**stats(vals("first", "load_s")), "unit": "s", "better": "lower",
-                         "parsl": None},
-        "idle_round_trip_ms": {**stats([1000 * t for r in runs.get("first", []) if r.get("ok")
-                                        for t in r.get("idle_round_trips_s", [])]),
-                               "unit": "ms", "better": "lower", "parsl": None},
-    }
-    for m in metrics.values():
-        m["ratio_farm_over_parsl"] = (m["median"] / m["parsl"]
-                                      if m["median"] is not None and m["parsl"] else None)
-    for key in ("rename_per_s", "create_write_rename_per_s", "spawn_per_s"):
-        metrics[f"machine_{key}"] = {**stats([x[key] for x in limits]), "unit": "ops/s",
-                                     "better": "higher", "parsl": None,
-                                     "ratio_farm_over_parsl": None}
-    return {"metrics": metrics,
-            "ops_per_task": {w: ops_per_task(runs.get(w, [])) for w in ("noop", "bash", "chain")}}
-
-
-def _num(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v >= 1000:
-        return f"{v:,.0f}"
-    if v >= 100:
-        return f"{v:.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def _verdict(m: dict) -> str:
-    r = m.get("ratio_farm_over_parsl")
-    if r is None or r <= 0:
-        return ""
-    faster = r >= 1 if m["better"] == "higher" else r <= 1
-    x = r if r >= 1 else 1 / r
-    return f"{r:6.2f}  ({x:.1f}x {'better' if faster else 'worse'})"
-
-
-def render(results: dict, sizes: dict, repeats: int, runs: dict, info: dict) -> str:
-    M = results["metrics"]
-    W = 44
-    head = (f"{'metric':<{W}} {'unit':<8} {'median':>9} {'min':>9} {'max':>9} "
-            f"{'Parsl HTEX':>10}  farm/Parsl")
-    rule = "-" * (len(head) + 14)
-    lines = [
-        f"farm {info['farm']} benchmark ({info['git']}): {info['cpus']} cores, "
-        f"Python {info['python']}, {info['platform']}",
-        f"spools on {info['base']} ({info['fstype']}); {repeats} run(s) per workload, "
-        "each on a fresh spool; 1 local pool, 2 workers",
-        rule, head, rule,
-    ]
-
-    def row(label, m, unit=None):
-        lines.append(f"{label:<{W}} {unit or m['unit']:<8} {_num(m['median']):>9} "
-                     f"{_num(m['min']):>9} {_num(m['max']):>9} {_num(m.get('parsl')):>10}  "
-                     f"{_verdict(m)}")
-
-    def failures(w):
-        bad = [r for r in runs.get(w, []) if not r.get("ok")]
-        for r in bad[:1]:
-            why = r.get("error") or f"{r.get('failed')} tasks failed: {r.get('first_error')}"
-            lines.append(f"    !! {len(bad)} run(s) FAILED: {why}")
-
-    row(f"1. {sizes['noop']:,} no-op python apps", M["noop_tasks_per_s"])
-    row("   submission alone (app-call loop)", M["noop_submit_per_s"])
-    failures("noop")
-    row(f"2. chain of {sizes['chain']} dependent no-ops (warm)", M["chain_ms_per_hop"])
-    row("   hops alone (chain queued behind a gate)", M["chain_queued_ms_per_hop"])
-    failures("chain")
-    row(f"3. {sizes['bash']:,} bash apps running `true`", M["bash_tasks_per_s"])
-    failures("bash")
-    row("4. farm.load() -> first result (cold pool)", M["first_result_s"])
-    row("   of which farm.load() (creates the spool)", M["first_load_s"])
-    row(f"   then one lone task, pool idle {IDLE_GAP:g} s before", M["idle_round_trip_ms"])
-    failures("first")
-    lines.append(rule)
-    lines.append(f"{'5. spool fs ops per task (driver + pools)':<{W}} {'op':<8} {'median':>9} "
-                 f"{'min':>9} {'max':>9} {'driver':>10}  pools")
-    for w, title in (("noop", "no-op python"), ("bash", "bash `true`")):
-        o = results["ops_per_task"][w]
-        for k in list(OPKINDS) + ["total"]:
-            x = o[k]
-            label = f"   {title}" if k == OPKINDS[0] else ""
-            lines.append(f"{label:<{W}} {k:<8} {_num(x['median']):>9} {_num(x['min']):>9} "
-                         f"{_num(x['max']):>9} {_num(x['driver']):>10}  {_num(x['pools'])}")
-    lines.append(rule)
-    row("6. machine: rename", M["machine_rename_per_s"])
-    row("   machine: create+write+rename", M["machine_create_write_rename_per_s"])
-    row("   machine: subprocess.run(['true'])", M["machine_spawn_per_s"], "spawns/s")
-    lines.append(rule)
-    lines.append("farm/Parsl: ratio of medians; tasks/s higher is better, ms/hop and s lower. "
-                 "Parsl figures are reference values, not measured here.")
-    return "\n".join(lines)
+def parsl_probe() -> dict[str, Any]:
+    """Can this Python run Parsl?  (Asked in a child, with a timeout: a broken install must
+    not take the benchmark with it, and this process stays free of Parsl's imports.)"""
+    try:
+        p = subprocess.run([sys.executable, PARSL_PEER, "--probe"], capture_output=True,
+                           text=True, timeout=120, env=_child_env(""))
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"measured": False, "why": f"probing parsl failed: {e}"}
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["?"])[-1]
+        return {"measured": False, "why": f"`import parsl` fails in {sys.executable}: {last}"}
+    return {"measured": True, "version": p.stdout.strip()}
 
 
 def machine_info(base: str) -> dict[str, Any]:
@@ -578,44 +631,66 @@ def machine_info(base: str) -> dict[str, Any]:
             "cpus": os.cpu_count(), "base": base, "fstype": fstype}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="1 run each, smaller sizes (2,000 no-ops, 50 hops, 500 bash)")
+                    help="1 run each, smaller sizes (2,000 no-ops, 50 hops, 500 bash...)")
     ap.add_argument("--json", default="bench-results.json",
                     help="where to write the figures (default bench-results.json)")
     ap.add_argument("--dir", default=None,
                     help="where the temporary spools go (default: the current directory; "
                          "point it at the shared filesystem you want to measure)")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="runs per workload (default 3, 1 with --quick)")
+                    help="runs per workload (default 3, 1 with --quick; the two large "
+                         "workloads always run once)")
+    ap.add_argument("--no-parsl", action="store_true",
+                    help="do not measure Parsl even if it is installed (reference column)")
+    ap.add_argument("--compare", nargs="+", metavar="JSON",
+                    help="OLD.json: after the run, print new/old for every figure; "
+                         "OLD.json NEW.json: compare two result files, run nothing")
+    ap.add_argument("--profile-submit", type=int, metavar="N",
+                    help="profile N app calls with no pool (cProfile, top 15), run nothing")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the spool of a failed run for inspection")
-    ap.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit"),
+                    help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.compare and len(args.compare) > 2:
+        ap.error("--compare takes OLD.json, or OLD.json NEW.json")
+    return args
 
+
+def _load_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.child:
         return child_main(args.child, args.size, args.spool, args.out, args.timeout)
-
-    mode = "quick" if args.quick else "full"
-    sizes = SIZES[mode]
-    repeats = args.repeats or (1 if args.quick else 3)
+    if args.compare and len(args.compare) == 2:
+        print(compare(_load_json(args.compare[0]), _load_json(args.compare[1])))
+        return 0
     top = os.path.abspath(args.dir or os.getcwd())
     os.makedirs(top, exist_ok=True)
-    info = machine_info(top)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
+    become_subreaper()
     # Everything goes in one directory, removed only at the end: on some filesystems (ext4
     # without a journal) creating files is slow for minutes after many were deleted, so
     # removing each run's spool right away would slow the runs after it.
     base = tempfile.mkdtemp(prefix="farm-bench-", suffix=".farm", dir=top)
     keep = False
     try:
-        return _run_all(args, mode, sizes, repeats, base, info)
+        if args.profile_submit:
+            profile_submission(args.profile_submit, base)
+            return 0
+        return _run_all(args, base, machine_info(top))
     except BaseException:
         keep = args.keep_failed
         raise
@@ -631,55 +706,46 @@ def main(argv: list[str] | None = None) -> int:
 _FAILED: list[str] = []
 
 
-def _run_all(args, mode: str, sizes: dict, repeats: int, base: str, info: dict) -> int:
-    progress(f"farm benchmark ({mode}, {repeats} run(s) per workload), spools under {base}")
+def _run_all(args, base: str, info: dict) -> int:
+    mode = "quick" if args.quick else "full"
+    repeats = args.repeats or (1 if args.quick else 3)
+    parsl = {"measured": False, "why": "--no-parsl"} if args.no_parsl else parsl_probe()
+    jobs = [j for j in JOBS if j.system == "farm" or parsl["measured"]]
+    sizes = {j.name: j.size(args.quick) for j in JOBS}
+    progress(f"farm benchmark ({mode}, {repeats} run(s) per workload), spools under {base}; "
+             + (f"Parsl {parsl['version']} measured too" if parsl["measured"]
+                else f"Parsl not measured: {parsl['why']}"))
 
-    runs: dict[str, list[dict]] = {w: [] for w in WORKLOADS}
+    runs: dict[str, list[dict]] = {j.name: [] for j in JOBS}
     limits: list[dict[str, float]] = []
     dead: set[str] = set()
     for rep in range(1, repeats + 1):  # round robin, so drift hits every workload alike
-        for w in WORKLOADS:
-            if w in dead:
-                continue
-            size = sizes[w]
-            progress(f"{w} x{size} run {rep}/{repeats} ...")
-            r = run_child(w, size, base)
-            runs[w].append(r)
-            if not r.get("ok"):
-                _FAILED.append(r.get("run_dir", ""))
-                dead.add(w)  # a failure or hang is likely to repeat: skip the other runs
-                err = r.get("error") or f"{r.get('failed')} tasks failed: {r.get('first_error')}"
-                progress(f"  FAILED: {err}")
-                if r.get("log_tail"):
-                    print(r["log_tail"], file=sys.stderr)
-                continue
-            if w == "first":
-                trips = sorted(1000 * t for t in r["idle_round_trips_s"])
-                progress(f"  {r['first_result_s']:.2f} s from load to first result "
-                         f"(load {r['load_s']:.2f} s); lone tasks after {IDLE_GAP:g} s idle: "
-                         + " ".join(f"{t:.0f}" for t in trips) + " ms")
-            elif w == "chain":
-                progress(f"  {r['ms_per_hop']:.2f} ms/hop ({r['total_s']:.2f} s, submit "
-                         f"{r['submit_s']:.2f} s); queued behind a gate: "
-                         f"{r['queued_ms_per_hop']:.2f} ms/hop")
-            else:
-                progress(f"  {r['tasks_per_s']:.0f} tasks/s ({r['total_s']:.2f} s; submit "
-                         f"{r['submit_per_s']:.0f} calls/s)")
-            if r.get("warning"):
-                progress(f"  warning: {r['warning']}")
+        for job in jobs:
+            if not job.once and job.name not in dead:
+                _run_job(job, sizes[job.name], f"run {rep}/{repeats}", base, runs, dead)
         progress(f"machine limits run {rep}/{repeats} ...")
-        lim = machine_limits(base, 0.3 if args.quick else 1.0)
-        limits.append(lim)
-        progress("  " + ", ".join(f"{k} {v:,.0f}" for k, v in lim.items()))
+        limits.append(machine_limits(base, 0.3 if args.quick else 1.0))
+        progress("  " + ", ".join(f"{k} {v:,.0f}" for k, v in limits[-1].items()))
+    for job in jobs:  # the big ones last: their deletions slow file creation for minutes
+        if job.once:
+            _run_job(job, sizes[job.name], "(one run)", base, runs, dead)
 
-    results = build_results(runs, limits)
-    table = render(results, sizes, repeats, runs, info)
+    parsl["sizes_text"] = ", ".join(f"{part} {n:,}" for j in JOBS if j.system == "parsl"
+                                    for part, n in sizes[j.name].items())
+    parsl["failures"] = [f"{j.name}: {r.get('error')}" for j in jobs if j.system == "parsl"
+                         for r in runs[j.name] if not r.get("ok")][:4]
+    info = {**info, "repeats": repeats, "parsl": parsl}
+    results = build_results(runs, limits, parsl["measured"], os.cpu_count() or 1)
+    table = render(results, sizes, runs, info)
     doc = {"mode": mode, "repeats": repeats, "sizes": sizes, "machine": info,
-           "parsl_reference": PARSL, **results, "machine_limits_runs": limits,
+           "parsl_reference": PARSL_REFERENCE, **results, "machine_limits_runs": limits,
            "runs": runs, "table": table}
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=1)
     print(table)
+    if args.compare:
+        print(f"\nnew/old against {args.compare[0]}:")
+        print(compare(_load_json(args.compare[0]), doc))
     progress(f"done; figures in {os.path.abspath(args.json)}")
     return 0 if all(r.get("ok") for rs in runs.values() for r in rs) else 1
 
