@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
+from farm.providers.slurm import ProviderError, SlurmProvider
 from farm.spool import Spool
 
 HELP = """Write the spool's shutdown request: every pool stops at its next heartbeat,
@@ -38,10 +38,14 @@ def run(args) -> int:
 
 
 def _scancel(spool: Spool) -> None:
-    """Cancel the spool's Slurm blocks (one scancel call; finished jobs are ignored)."""
-    jobs = [str(b.get("job_id")) for b in spool.blocks() if b.get("provider") == "slurm"]
-    if not jobs or shutil.which("scancel") is None:
+    """Cancel the spool's Slurm blocks, as the provider does (one scancel call)."""
+    slurm = SlurmProvider()
+    slurm.adopt(spool)
+    if not slurm.jobs or shutil.which("scancel") is None:
         return
-    out = subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=60)
-    print(f"farm cancel: scancel {' '.join(jobs)}: "
-          f"{'done' if out.returncode == 0 else out.stderr.strip()}")
+    jobs = " ".join(slurm.jobs.values())
+    try:
+        slurm.cancel(spool, list(slurm.jobs))
+        print(f"farm cancel: scancel {jobs}: done")
+    except ProviderError as e:
+        print(f"farm cancel: {e}")

@@ -79,8 +79,9 @@ class Blocks:
                 self.started.append(block)
                 self.unproven.add(block)
 
-    def scale(self, pending: bool) -> None:
-        """One look at demand and supply (one squeue, one listing of ready/ and pools/)."""
+    def scale(self, pending: bool, pools: list[dict[str, Any]] | None = None) -> None:
+        """One look at demand and supply (one squeue, one listing of ready/ and pools/).
+        pools: the heartbeat records (Spool.pools()), if the caller has just read them."""
         with self.lock:
             if self.broken:
                 return
@@ -89,13 +90,13 @@ class Blocks:
             except ProviderError as e:  # no answer is not "no job": decide next time
                 log.warning("farm: %s; scaling skips this round", e)
                 return
-            pools = self.spool.pools()
-            self._check_unproven(running, pools)
-            live = [p for p in self.spool.live_pools(pools) if not p.get("draining")]
-            per_pool = self._per_pool(live)
-            seen: dict[Any, int] = {}
+            pools = self.spool.pools() if pools is None else pools
+            seen: dict[Any, int] = {}  # block -> pools registered from it
             for p in pools:
                 seen[p.get("block")] = seen.get(p.get("block"), 0) + 1
+            self._check_unproven(running, seen)
+            live = [p for p in self.spool.live_pools(pools) if not p.get("draining")]
+            per_pool = self._per_pool(live)
             # Pools still to come: all of a queued block's, and the late nodes of a block
             # whose first pools are up (nodes import Python at different speeds).
             coming = sum(max(0, self.pools_per_block - seen.get(b, 0)) for b in running)
@@ -120,16 +121,16 @@ class Blocks:
         guess = self.workers or max(1, int(cores // self.cores_per_worker))
         return min(guess, self.accelerators) if self.accelerators else guess
 
-    def _check_unproven(self, running: list[str], pools: list[dict[str, Any]]) -> None:
-        if not self.unproven:
-            return
-        seen = {p.get("block") for p in pools}
-        for block in sorted(self.unproven):
-            if block in seen:
-                self.unproven.discard(block)
-                self.failures = 0
-            elif block not in running and block not in self.spool.blocks_with_pools():
-                self.unproven.discard(block)
+    def _check_unproven(self, running: list[str], seen: dict[Any, int]) -> None:
+        ended = sorted(b for b in self.unproven if b not in seen and b not in running)
+        for block in [b for b in self.unproven if b in seen]:
+            self.unproven.discard(block)
+            self.failures = 0
+        # (pools since declared dead are not in the heartbeats: one look at all records)
+        ran = self.spool.blocks_with_pools() if ended else set()
+        for block in ended:
+            self.unproven.discard(block)
+            if block not in ran:
                 self._failed(ProviderError(
                     f"block {block} ended without starting a pool; "
                     f"{self._log_tail(block)}"))

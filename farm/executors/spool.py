@@ -379,13 +379,14 @@ class SpoolExecutor:
             self._guarded(self._watch_pools)
 
     def _watch_pools(self) -> None:
-        for pool, lost in self.poolwatch.check().items():
+        pools = self.spool.pools()  # one read of the heartbeats for liveness and scaling
+        for pool, lost in self.poolwatch.check(pools).items():
             print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
                   "task(s) requeued or failed", file=sys.stderr)
         with self.lock:
             pending = bool(self.pending)
         if pending and self.blocks_started:
-            self.scaler.scale(pending)
+            self.scaler.scale(pending, pools)
             self._give_up_if_broken()
 
     def _give_up_if_broken(self) -> None:

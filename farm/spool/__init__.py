@@ -748,11 +748,12 @@ class PoolWatch:
         self.me = me
         self.seen: dict[str, tuple[Any, float]] = {}
 
-    def check(self) -> dict[str, int]:
-        """Look once; returns {pool: tasks lost} for each pool this observer declared dead."""
+    def check(self, records: list[dict[str, Any]] | None = None) -> dict[str, int]:
+        """Look once; returns {pool: tasks lost} for each pool this observer declared dead.
+        records: the heartbeats, if the caller has just read them."""
         now = time.monotonic()
         dead = {}
-        for hb in self.spool.heartbeats():
+        for hb in self.spool.heartbeats() if records is None else records:
             pool = hb["pool"]
             if pool == self.me or hb.get("state") != "running":
                 continue
