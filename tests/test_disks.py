@@ -60,6 +60,7 @@ def test_full_filesystem(small_fs, pools, monkeypatch, tmp_path):
         stuck.exception())
     os.unlink(small_fs / "filler")
     later = add(3, 3)
+    farm.flush()  # in the spool before the disk fills up again
     _fill(small_fs / "filler")  # full again, with a task queued: the pool cannot publish
     eventually(lambda: "the filesystem is full" in open(tmp_path / "pool.log").read(), 30,
                "the pool to report the full filesystem")

@@ -12,7 +12,7 @@ import farm
 from farm import python_app
 from farm.errors import CorruptFile, SpoolError
 from farm.spool import DEP_FAILED, OK, Spool, records
-from tests.conftest import spool_config
+from tests.conftest import eventually, spool_config
 
 CTX = mp.get_context("fork")
 
@@ -101,12 +101,11 @@ def test_two_pools_racing_for_1000_tasks_run_each_once(tmp_path, pools, monkeypa
         open(os.path.join(d, f"{i}.{uuid.uuid4().hex}"), "w").close()
         return i
 
-    futs = [mark(i, str(runs)) for i in range(1000)]
-    farm.flush()
     spool = farm.dfk().executors["spool"].spool
-    assert len(spool.ready_names()) == 1000
     for _ in range(2):
         pools.start(spool.path, "--workers", "2", "--idle-timeout", "30")
+    eventually(lambda: len(spool.live_pools()) == 2, 30, "both pools to start")
+    futs = [mark(i, str(runs)) for i in range(1000)]
     assert sorted(f.result(120) for f in futs) == list(range(1000))
     ran = [name.split(".")[0] for name in os.listdir(runs)]
     assert len(ran) == 1000 and len(set(ran)) == 1000

@@ -101,7 +101,7 @@ class Blocks:
             # whose first pools are up (nodes import Python at different speeds).
             coming = sum(max(0, self.pools_per_block - seen.get(b, 0)) for b in running)
             slots = sum(int(p.get("workers") or 1) for p in live) + coming * per_pool
-            demand = len(self.spool.ready_names()) + sum(int(p.get("busy") or 0)
+            demand = self.spool.ready_tasks() + sum(int(p.get("busy") or 0)
                                                          for p in live)
             active = len(set(running) | {p.get("block") or p["pool"] for p in live})
             prov = self.provider

@@ -33,9 +33,11 @@ from farm.errors import (
 from farm.executors.scaling import Blocks
 from farm.pool.resources import AFFINITY
 from farm.providers.local import LocalProvider
-from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity, fs
+from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity, fs, is_bundle
 
 log = logging.getLogger("farm.executor")
+
+BUNDLE = 64  # tasks in one bundle, at most
 
 
 class SpoolExecutor:
@@ -97,6 +99,8 @@ class SpoolExecutor:
         self.stop = threading.Event()
         self.apps: dict[int, str] = {}
         self.stats = {"submitted": 0, "attached": 0, "done_before": 0, "rerun": 0}
+        self.bundle_of: dict[str, str] = {}  # queued key -> the bundle it was written in
+        self.slots = os.cpu_count() or 1  # worker slots of live pools (bundle sizing)
         self.reran: set[str] = set()  # failed in an earlier run, requeued by this one
 
     def __repr__(self) -> str:
@@ -112,6 +116,9 @@ class SpoolExecutor:
         self.fresh = fresh
         self.me = driver_identity()
         self.spool.acquire_driver(self.me)
+        if not fresh and (n := self.spool.recover_bundles()):
+            print(f"farm: entered {n} tasks a killed driver had left half submitted",
+                  file=sys.stderr)
         self.beats = 0
         self.fenced = False
         self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
@@ -233,21 +240,92 @@ class SpoolExecutor:
 
     def _write_loop(self) -> None:
         """The writer thread: puts queued calls into the spool, in call order (a
-        dependency is always written before its dependents)."""
-        while (item := self.outbox.get()) is not None:
-            if isinstance(item, threading.Event):  # flush(): all before it is written
-                item.set()
-                continue
-            task = item[0]
-            try:
-                if self.fenced:
-                    raise SpoolError(f"another driver took over spool {self.spool.path}")
-                self._write(*item)
-            except Exception as e:
-                log.exception("farm: cannot submit task %s", task.label)
-                self._fail(task.key, e)
-                if not task.future.done():
-                    task.future.set_exception(e)
+        dependency is always written before its dependents).  What has queued up is
+        written together: ready tasks in bundles of K (Spool.put_bundle), K sized so that
+        every worker slot still gets a couple of bundles."""
+        while True:
+            batch = [self.outbox.get()]
+            while len(batch) < 4096:
+                try:
+                    batch.append(self.outbox.get_nowait())
+                except queue.Empty:
+                    break
+            k = max(1, min(BUNDLE, len(batch) // (2 * self.slots)))
+            group: list[tuple[TaskRecord, dict[str, Any], bytes]] = []
+            for item in batch:
+                if item is None or isinstance(item, threading.Event) or k == 1 \
+                        or not self._bundle_into(group, *item):
+                    self._write_group(group)
+                    if item is None:
+                        return
+                    if isinstance(item, threading.Event):  # flush(): all before is written
+                        item.set()
+                    else:
+                        self._write_one(item)
+                elif len(group) >= k:
+                    self._write_group(group)
+            self._write_group(group)
+
+    def _write_one(self, item: tuple[TaskRecord, dict[str, Any], bytes]) -> None:
+        task = item[0]
+        try:
+            if self.fenced:
+                raise SpoolError(f"another driver took over spool {self.spool.path}")
+            self._write(*item)
+        except Exception as e:
+            log.exception("farm: cannot submit task %s", task.label)
+            self._fail(task.key, e)
+            if not task.future.done():
+                task.future.set_exception(e)
+
+    def _bundle_into(self, group: list, task: TaskRecord, header: dict[str, Any],
+                     body: bytes) -> bool:
+        """Add a call to the bundle being formed, if it can go in one: a new task (not in
+        the spool yet, not a repeat of one in this bundle) whose dependencies all have
+        succeeded, with small arguments.  False: write it on its own."""
+        if self.fenced or len(body) > 65536 or any(t.key == task.key for t, _, _ in group):
+            return False
+        for f in task.waits_on:
+            if not f.done() or f.exception() is not None:
+                return False
+        try:
+            if not self.fresh and (self.spool.result_status(task.key) is not None
+                                   or fs.stat(self.spool.task_path(task.key)) is not None):
+                return False
+        except (OSError, FarmError):
+            return False  # (written on its own, which reports the error)
+        with self.lock:
+            self.pending.setdefault(task.key, []).append(task.future)
+        group.append((task, header, body))
+        return True
+
+    def _write_group(self, group: list[tuple[TaskRecord, dict[str, Any], bytes]]) -> None:
+        """Write the bundle formed so far (and empty the list)."""
+        if not group:
+            return
+        items = [(t.key, h, b) for t, h, b in group]
+        group.clear()
+        try:
+            if len(items) == 1:
+                existed = [] if self.spool.put_task(*items[0], "ready") else [items[0][0]]
+            else:
+                existed = self.spool.put_bundle(items)
+        except Exception as e:
+            log.exception("farm: cannot submit %d tasks", len(items))
+            why = fs.explain(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            for key, _, _ in items:
+                self._fail(key, SpoolError(f"task {key[:8]} was not submitted: {why}. "
+                                           "Nothing was lost: fix this and run the script "
+                                           "again"))
+            return
+        self.stats["submitted"] += len(items) - len(existed)
+        self.stats["attached"] += len(existed)
+        for key, header, _ in items:
+            if header.get("bundle") and key not in existed:
+                self.bundle_of[key] = header["bundle"]
+        self._ensure_blocks()
+        for key in existed:  # (a race with another writer of the spool: attach)
+            self._resolve_if_done(key)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every app call made so far is in the spool; False on timeout."""
@@ -344,7 +422,8 @@ class SpoolExecutor:
         # then one re-check: a dep that finished before its edge existed is caught here.
         for d in task.deps:
             if not done.get(d, False):
-                self.spool.add_dependent(d, task.key)
+                entry = self.bundle_of.get(d) or (d if self.fresh else self.spool.entry_of(d))
+                self.spool.add_dependent(d, task.key, entry)
         self.spool.try_promote(task.key)
 
     # -- results ----------------------------------------------------------------------------
@@ -383,6 +462,9 @@ class SpoolExecutor:
         for pool, lost in self.poolwatch.check(pools).items():
             print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
                   "task(s) requeued or failed", file=sys.stderr)
+        live = self.spool.live_pools(pools)
+        if live:
+            self.slots = max(1, sum(int(p.get("workers") or 1) for p in live))
         with self.lock:
             pending = bool(self.pending)
         if pending and self.blocks_started:
@@ -413,14 +495,33 @@ class SpoolExecutor:
 
     def _drain_notices(self) -> int:
         names = self.spool.notices()
-        for key in names:
+        for name in names:
+            if is_bundle(name):
+                self._drain_bundle(name)
+                continue
             with self.lock:
-                known = key in self.pending
+                known = name in self.pending
             # A notice whose result we could not read yet (not visible here) stays for the
             # next look; one of a key nobody waits for is dropped (submit checks results).
-            if not known or self._resolve(key, self.spool.p("notices", key)):
-                self.spool.drop_notice(key)
+            if not known or self._resolve(name, self.spool.p("notices", name)):
+                self.spool.drop_notice(name)
         return len(names)
+
+    def _drain_bundle(self, name: str) -> None:
+        """A notice of several results (one file): resolve the futures of each."""
+        path = self.spool.p("notices", name)
+        try:
+            recs = self.spool.read_notice(name)
+        except CorruptFile as e:  # the results themselves are found by _check_pending
+            self.spool.quarantine(path, str(e))
+            return
+        for key, rec in recs or ():
+            with self.lock:
+                known = key in self.pending
+            if known:
+                self._resolve(key, path, rec)
+        if recs is not None:
+            self.spool.drop_notice(name)
 
     def _check_pending(self) -> None:
         """Find results whose notice was lost (a pool died between the two steps)."""
@@ -432,10 +533,14 @@ class SpoolExecutor:
     def _resolve_if_done(self, key: str) -> bool:
         return self.spool.result_status(key) is not None and self._resolve(key)
 
-    def _resolve(self, key: str, path: str | None = None) -> bool:
-        """Resolve key's futures from its result; False if the result cannot be seen."""
+    def _resolve(self, key: str, path: str | None = None, rec: bytes | None = None) -> bool:
+        """Resolve key's futures from its result (rec: its record, read already from the
+        file at path); False if the result cannot be seen."""
         try:
-            res = self.spool.read_result(key, path)
+            if rec is not None:
+                res = self.spool.decode_result(rec, path or "", key)
+            else:
+                res = self.spool.read_result(key, path)
             if res is None and path is not None:
                 res = self.spool.read_result(key)
             if res is None:
@@ -459,6 +564,7 @@ class SpoolExecutor:
                 f"({type(e).__name__}: {e})")
         with self.lock:
             futs = self.pending.pop(key, [])
+            self.bundle_of.pop(key, None)
         for f in futs:
             if f.done():
                 continue

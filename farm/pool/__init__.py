@@ -21,6 +21,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -29,7 +30,7 @@ import cloudpickle
 from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
 from farm.pool import execute, resources
-from farm.spool import PoolWatch, Spool, fs, sign, split_name
+from farm.spool import PoolWatch, Spool, fs, is_bundle, sign, split_name
 
 log = logging.getLogger("farm.pool")
 
@@ -67,6 +68,74 @@ class Limits:
         return not walltime or self.left() - self.margin >= float(walltime)
 
 
+SPLIT = 0.2  # seconds of others' work a worker may hold in the rest of a bundle
+BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
+HOLD = 0.005  # seconds a result may wait for others to share its file
+
+
+class Results:
+    """Outcomes of bundled tasks, published a batch at a time (Spool.publish_results).  A
+    result waits at most HOLD seconds, also while the next task runs: a thread of its own
+    publishes what has waited that long."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self.cond = threading.Condition()
+        self.items: list[tuple[str, dict[str, Any], bytes]] = []
+        self.bundles: set[str] = set()
+        self.size, self.since = 0, 0.0
+        threading.Thread(target=self._loop, name="farm-results", daemon=True).start()
+
+    def add(self, key: str, head: dict[str, Any], body: bytes, bundle: str) -> None:
+        with self.cond:
+            if not self.items:
+                self.since = time.monotonic()
+                self.cond.notify()
+            self.items.append((key, head, body))
+            self.bundles.add(bundle)
+            self.size += len(body)
+            if len(self.items) >= BATCH or self.size > BATCH_BYTES:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.cond:
+            self._flush()
+
+    def drop(self) -> None:
+        with self.cond:
+            self.items, self.bundles, self.size = [], set(), 0
+
+    def _flush(self) -> None:
+        if not self.items:
+            return
+        # On an error the items stay (a retry publishes them; links made already lose
+        # harmlessly); the bundle claim, dropped only after the last flush, stays too.
+        self.spool.publish_results(self.items)
+        bundles = self.bundles
+        self.items, self.bundles, self.size = [], set(), 0
+        for bid in bundles:  # results first, then the index (the ordering rule)
+            try:
+                self.spool.settle_bundle(bid)
+            except (OSError, FarmError) as e:  # the sweep promotes them later
+                log.error("cannot promote the dependents of bundle %s: %s", bid, e)
+
+    def _loop(self) -> None:
+        with self.cond:
+            while True:
+                if not self.items:
+                    self.cond.wait()
+                    continue
+                left = self.since + HOLD - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                try:
+                    self._flush()
+                except (OSError, FarmError) as e:
+                    log.error("cannot publish results: %s (will retry)", e)
+                    self.cond.wait(IO_BACKOFF)
+
+
 class _NotVisible(Exception):
     """A dependency's result is not visible here yet (NFS caching): try again later."""
 
@@ -78,13 +147,17 @@ class Worker:
     """One worker process of a pool (runs after fork)."""
 
     def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, state, ops,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, current=None):
         self.spool_path, self.pool, self.index, self.nworkers = spool_path, pool, index, nworkers
-        self.state, self.ops = state, ops  # shared with the manager
+        # Shared with the manager: busy flag and since when, op counts, and the key of the
+        # bundled task being run (so that a worker's death charges that task alone).
+        self.state, self.ops = state, ops
+        self.current = current if current is not None else mp.Array("c", 40)
         self.limits = limits or Limits()
         self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
         self.apps: dict[str, Any] = {}
         self.host = socket.gethostname()
+        self.pid = os.getpid()  # (again in main(), after the fork)
         self.held = False
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
 
@@ -96,6 +169,8 @@ class Worker:
         resources.pin(self.index, self.nworkers, self.limits.affinity,
                       self.limits.accelerators)
         self.spool = Spool(self.spool_path)
+        self.pid = os.getpid()
+        self.results = Results(self.spool)
         self.dir = self.spool.worker_dir(self.pool, self.index)
         fs.mkdir(self.dir)
         names: list[str] = []
@@ -113,6 +188,7 @@ class Worker:
                 time.sleep(IO_BACKOFF)
 
     def _give_back(self) -> None:
+        self.results.drop()  # (their tasks go back with their bundle, and run again)
         try:
             for name in fs.listdir(self.dir):
                 self.spool.release(os.path.join(self.dir, name), split_name(name)[1])
@@ -161,7 +237,7 @@ class Worker:
         for name in self.spool.ready_names():
             if self.too_long and split_name(name)[0] in self.too_long:
                 continue
-            (mine if int(name[:4], 16) % n == self.index else others).append(name)
+            (mine if int(name.lstrip("B")[:4], 16) % n == self.index else others).append(name)
         names = mine or others
         random.shuffle(names)
         return names
@@ -180,6 +256,9 @@ class Worker:
         """Run the claimed task at path; return the next claim to run (a dependent this
         task made runnable), or None."""
         key, attempt = split_name(os.path.basename(path))
+        if is_bundle(key):
+            self.run_bundle(path, attempt)
+            return None
         t_claimed = time.time()
         try:
             header, body = self.spool.read_task(path)
@@ -187,7 +266,64 @@ class Worker:
             return None
         except CorruptFile as e:
             self.spool.fail_damaged(key, e, path)
-            return self.spool.settle_dependents(key, self.dir)
+            return self.spool.settle_dependents(key, self.dir, key)
+        outcome = self._outcome(path, key, attempt, header, body)
+        if outcome is None:
+            return None
+        self._finish(key, path, header, outcome, attempt, t_claimed)
+        return self.spool.settle_dependents(key, self.dir, header.get("bundle") or key)
+
+    def run_bundle(self, path: str, attempt: int) -> None:
+        """Run the tasks of a claimed bundle in order, one open for all of them; their
+        results are published in batches (self.results).  A bundle whose tasks turn out
+        long is split: what is left goes back to ready/ one entry per task, so that
+        other workers share it."""
+        t_claimed = time.time()
+        try:
+            got = self.spool.read_bundle(path)
+        except CorruptFile as e:
+            self.spool.quarantine(path, str(e))  # (its tasks fail when re-run as orphans)
+            return
+        if got is None:
+            return
+        try:
+            self._run_bundle(path, attempt, t_claimed, *got)
+        finally:
+            self.current.value = b""
+
+    def _run_bundle(self, path, attempt, t_claimed, index, recs) -> None:
+        start = time.monotonic()
+        done: set[str] = set()  # keys with an outcome, or given back one by one
+        for i, (key, rec) in enumerate(recs):
+            if self.limits.draining() or (i and len(recs) - i > 1 and (
+                    time.monotonic() - start) / i * (len(recs) - i) > SPLIT):
+                self.results.flush()
+                self.spool.release_bundle(path, attempt, skip=done)
+                return
+            self.current.value = key.encode()
+            done.add(key)
+            try:
+                header, body = self.spool.decode_task(rec, path, key)
+            except CorruptFile as e:
+                self.spool.fail_damaged(key, e)
+                continue
+            outcome = self._outcome(path, key, attempt, header, body)
+            if outcome is None:
+                # It went back to ready/ by itself: the rest goes too, so that no later
+                # requeue of this bundle can enter it a second time.
+                self.results.flush()
+                self.spool.release_bundle(path, attempt, skip=done)
+                return
+            self.results.add(key, self._head(header, outcome, attempt, t_claimed),
+                             outcome[1], str(index.get("id")))
+            t_claimed = time.time()
+        self.results.flush()
+        fs.unlink(path)
+
+    def _outcome(self, path, key, attempt, header, body):
+        """Run one claimed task (of the claim at path); its outcome, or None if the task
+        went back to ready/ (a file it needs is not visible yet, it does not fit in the
+        block's time, or it failed and is retried)."""
         try:
             func = self._load(header["app"])
             args, kwargs = cloudpickle.loads(body)
@@ -199,7 +335,7 @@ class Worker:
             first = self.misses.setdefault(key, time.monotonic())
             if time.monotonic() - first < GRACE:
                 time.sleep(0.5)
-                self.spool.release(path, attempt)
+                self.spool.give_back(path, key, attempt)
                 return None
             outcome = execute.failure(SpoolError(
                 f"task {header.get('name')}-{key[:8]}: {missing} is still missing after "
@@ -219,7 +355,7 @@ class Worker:
                 # It could not finish before the block ends: leave it to another block
                 # (this worker will not claim it again).
                 self.too_long.add(key)
-                self.spool.release(path, attempt)
+                self.spool.give_back(path, key, attempt)
                 return None
             cwd = header.get("cwd")
             try:
@@ -238,14 +374,17 @@ class Worker:
                     return None
             except (FarmError, ValueError, TypeError) as e:  # a damaged attempts/ record...
                 log.error("pool %s: retry of %s not possible: %s", self.pool, key, e)
-        self._finish(key, path, header, outcome, attempt, t_claimed)
-        return self.spool.settle_dependents(key, self.dir)
+        return outcome
+
+    def _head(self, header, outcome, attempt, t_claimed) -> dict[str, Any]:
+        head = outcome[0]
+        head.update(name=header.get("name"), attempt=attempt, pool=self.pool, worker=self.index,
+                    host=self.host, pid=self.pid, t_claimed=t_claimed)
+        return head
 
     def _finish(self, key, path, header, outcome, attempt, t_claimed) -> None:
-        head, body, _ = outcome
-        head.update(name=header.get("name"), attempt=attempt, pool=self.pool, worker=self.index,
-                    host=self.host, pid=os.getpid(), t_claimed=t_claimed)
-        self.spool.publish_result(key, head, body)
+        self.spool.publish_result(key, self._head(header, outcome, attempt, t_claimed),
+                                  outcome[1])
         if path:
             fs.unlink(path)
 
@@ -275,7 +414,7 @@ class Worker:
         self.spool.record_attempt(key, attempt, head, body)
         # If the claim is gone, an observer took the task over (we were slow): the task is
         # still handled, by someone else, and we must not publish a result for it.
-        self.spool.release(path, attempt + 1)
+        self.spool.give_back(path, key, attempt + 1)
         return True
 
     def _load(self, app_id: str):
@@ -353,6 +492,7 @@ class Pool:
         self.ctx = mp.get_context("fork")
         self.procs: list[Any] = [None] * self.nworkers
         self.states = [self.ctx.Array("d", [0.0, time.monotonic()]) for _ in range(self.nworkers)]
+        self.current = [self.ctx.Array("c", 40) for _ in range(self.nworkers)]
         self.ops = [self.ctx.Array("q", len(OPKEYS)) for _ in range(self.nworkers)]
         self.counter = 0
         self.stopping = ""
@@ -427,7 +567,8 @@ class Pool:
 
     def _start(self, i: int) -> None:
         w = Worker(self.spool.path, self.id, i, self.nworkers, self.states[i], self.ops[i],
-                   self.limits)
+                   self.limits, self.current[i])
+        self.current[i].value = b""
         self.states[i][0], self.states[i][1] = 0.0, time.monotonic()
         p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)
         p.start()
@@ -447,7 +588,7 @@ class Pool:
                 self.lost += self.spool.requeue_claims(
                     self.spool.worker_dir(self.id, i),
                     f"worker {i} of pool {self.id} on {self.host} died (exit code "
-                    f"{p.exitcode}) while running it")
+                    f"{p.exitcode}) while running it", self.current[i].value.decode() or None)
                 self._start(i)
 
 

@@ -59,3 +59,59 @@ def decode(kind: str, data: bytes, path: str,
     if not isinstance(header, dict):
         raise CorruptFile(path, "truncated or damaged header")
     return header, body
+
+
+# -- bundles: several records of one kind in one file --------------------------------------------
+#
+# FARM-BUNDLE 1\n
+# {"id": ..., "kind": "TASK" | "RESULT", "keys": [KEY...], "sizes": [bytes...]}\n
+# <record of keys[0]><record of keys[1]>...
+#
+# Each record inside is a complete record (its own magic line and signature), so a bundle is
+# only a way to write many records with one create: the index is a hint for finding a key's
+# record, and the record's own header must name that key (an altered index finds nothing).
+
+BUNDLE_MAGIC = b"FARM-BUNDLE 1\n"
+
+
+def encode_bundle(bundle_id: str, kind: str, recs: list[tuple[str, bytes]]) -> bytes:
+    index = {"id": bundle_id, "kind": kind, "keys": [k for k, _ in recs],
+             "sizes": [len(r) for _, r in recs]}
+    return (BUNDLE_MAGIC + json.dumps(index, separators=(",", ":")).encode() + b"\n"
+            + b"".join(r for _, r in recs))
+
+
+def is_bundle(data: bytes) -> bool:
+    return data.startswith(BUNDLE_MAGIC)
+
+
+def bundle_records(data: bytes, path: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """A bundle's index and its (key, record bytes), in order."""
+    line, sep, rest = data[len(BUNDLE_MAGIC):].partition(b"\n")
+    try:
+        index = json.loads(line) if sep else None
+        keys, sizes = index["keys"], index["sizes"]
+        if len(keys) != len(sizes) or sum(sizes) != len(rest):
+            raise ValueError("sizes do not add up")
+    except (ValueError, TypeError, KeyError):
+        raise CorruptFile(path, "truncated or damaged bundle index") from None
+    out, at = [], 0
+    for key, size in zip(keys, sizes, strict=True):
+        out.append((str(key), rest[at:at + size]))
+        at += size
+    return index, out
+
+
+def pick(kind: str, data: bytes, path: str, want: str,
+         key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    """decode() the record of key `want` in data, a plain record or a bundle."""
+    if not is_bundle(data):
+        return decode(kind, data, path, key)
+    for k, rec in bundle_records(data, path)[1]:
+        if k == want:
+            header, body = decode(kind, rec, path, key)
+            if header.get("key") != want:
+                raise CorruptFile(path, f"bundle index says {want[:8]} but the record is "
+                                        f"of {str(header.get('key'))[:8]}")
+            return header, body
+    raise CorruptFile(path, f"bundle has no record of {want[:8]}")

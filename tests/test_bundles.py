@@ -1,0 +1,163 @@
+"""Bundles: many ready tasks in one file and one ready/ entry, results published in batches.
+The crash and requeue paths keep each task's own attempt count and publish each result once."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import uuid
+
+import pytest
+
+import farm
+from farm import python_app
+from farm.errors import WorkerLost
+from farm.spool import OK, Spool, fs, is_bundle
+
+from .conftest import spool_config
+
+
+class GatedQueue:
+    """The executor's outbox, held shut until open(): the calls of a test queue up and
+    the writer thread then writes them together (in bundles), as under a fast script."""
+
+    def __init__(self):
+        self.q, self.gate = queue.SimpleQueue(), threading.Event()
+
+    def put(self, item):
+        self.q.put(item)
+
+    def get(self):
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self.q.get()
+
+    def get_nowait(self):
+        return self.q.get_nowait()
+
+    def qsize(self):
+        return self.q.qsize()
+
+    def open(self):
+        self.gate.set()
+
+
+def gated(ex) -> GatedQueue:
+    old, ex.outbox = ex.outbox, GatedQueue()
+    done = threading.Event()
+    old.put(done)  # the writer, blocked on the old queue, moves on to the gated one
+    assert done.wait(10)
+    ex.slots = 1  # bundles of half the queued calls, at most 64
+    return ex.outbox
+
+
+def test_a_worker_killed_in_a_bundle_charges_only_the_task_it_was_running(
+        tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    ex = farm.dfk().executors["spool"]
+    gate = gated(ex)
+
+    @python_app
+    def task(i):
+        import os
+        import signal
+        if i == 5:
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-bundle
+        return i
+
+    futs = [task(i) for i in range(10)]
+    gate.open()
+    farm.flush()
+    names = ex.spool.ready_names()
+    assert names and all(is_bundle(n) for n in names), names
+    assert ex.spool.ready_tasks() == 10
+    pools.start(ex.spool.path, "--workers", "1", "--idle-timeout", "30")
+    with pytest.raises(WorkerLost):
+        futs[5].result(60)
+    assert [f.result(60) for i, f in enumerate(futs) if i != 5] == [
+        i for i in range(10) if i != 5]
+    # The others were not charged an attempt: they ran (again) as attempt 0.
+    for i, f in enumerate(futs):
+        if i != 5:
+            assert ex.spool.read_result(f.key)[0]["attempt"] == 0
+
+
+def test_long_tasks_of_a_bundle_are_shared_out_to_idle_workers(tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    ex = farm.dfk().executors["spool"]
+    gate = gated(ex)
+
+    @python_app
+    def slow(i):
+        import time
+        time.sleep(0.4)
+        return i
+
+    futs = [slow(i) for i in range(6)]
+    gate.open()
+    farm.flush()
+    assert len(ex.spool.ready_names()) == 2  # two bundles of three
+    pools.start(ex.spool.path, "--workers", "4", "--cores-per-worker", "0.25",
+                "--idle-timeout", "30")
+    assert sorted(f.result(60) for f in futs) == list(range(6))
+    ran_by = {(h["pool"], h["worker"]) for _, h in ex.spool.iter_results([f.key for f in futs])}
+    # Unsplit, the two bundles would keep their tasks on two workers.
+    assert len(ran_by) >= 3, ran_by
+
+
+def _items(keys):
+    return [(k, {"key": k, "name": "t", "kind": "python", "app": "x", "deps": []}, b"")
+            for k in keys]
+
+
+def test_a_driver_killed_inside_put_bundle_leaves_nothing_lost(tmp_path, monkeypatch):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    real = fs.rename
+
+    def killed(src, dst):
+        if src.endswith(".bundle"):
+            raise KeyboardInterrupt  # (as far as the spool is concerned: kill -9 here)
+        real(src, dst)
+
+    monkeypatch.setattr(fs, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        spool.put_bundle(_items(keys))
+    monkeypatch.setattr(fs, "rename", real)
+    assert spool.ready_names() == []
+    assert all(spool.is_orphan(k) for k in keys)
+    # The next driver enters each linked key on its own, and drops the bundle's tmp name.
+    again = Spool(spool.path)
+    assert again.recover_bundles() == 3
+    assert sorted(again.ready_names()) == sorted(keys)
+    assert not [n for n in os.listdir(again.p("tmp")) if n.endswith(".bundle")]
+    assert not any(again.is_orphan(k) for k in keys)
+    header, _ = again.read_task(again.p("ready", keys[1]))
+    assert header["key"] == keys[1] and header["bundle"]
+
+
+def test_a_result_batch_with_a_loser_gives_notices_to_the_winners_only(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    assert spool.publish_result(keys[1], {"status": OK}, b"first")
+    won = spool.publish_results([(k, {"status": OK}, f"v{i}".encode())
+                                 for i, k in enumerate(keys)])
+    assert won == [keys[0], keys[2]]
+    assert sorted(spool.notices()) == sorted(keys)  # keys[1]'s is its own, earlier one
+    assert spool.read_result(keys[1])[1] == b"first"
+    assert spool.read_result(keys[2])[1] == b"v2"
+    assert [k for k, _ in spool.read_notice(keys[0])] == [keys[0]]
+
+
+def test_a_bundled_task_without_result_or_entry_is_an_orphan(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    assert spool.put_bundle(_items(keys)) == []
+    (bundle,) = spool.ready_names()
+    assert not any(spool.is_orphan(k) for k in keys)
+    spool.publish_results([(k, {"status": OK}, b"") for k in keys[:2]])
+    os.unlink(spool.p("ready", bundle))  # as a rerun killed between its two steps leaves it
+    fresh = Spool(spool.path)
+    assert [fresh.is_orphan(k) for k in keys] == [False, False, True]
