@@ -40,6 +40,12 @@ OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdi
 IDLE_POLL = (0.001, 0.05, 1.0)
 WARM_IDLE = 30.0
 IO_BACKOFF = 2.0  # seconds a worker waits after the spool's filesystem failed it
+# A pool idle for WARM_IDLE is cold: only its worker 0 looks at ready/ (every COLD_POLL s;
+# the others wait on memory shared with the manager, without filesystem calls), it beats
+# less often, and it watches only its RING successors among the pools (in id order), every
+# other beat.  An idle pool then costs under 2 filesystem operations per second.
+COLD_POLL = 2.0
+RING = 2
 
 
 @dataclasses.dataclass
@@ -68,7 +74,9 @@ class Limits:
         return not walltime or self.left() - self.margin >= float(walltime)
 
 
-SPLIT = 0.2  # seconds of others' work a worker may hold in the rest of a bundle
+# Seconds of work a worker may hold in the rest of a bundle while another worker of its
+# pool is idle (SPLIT), or in any case (SPLIT_ALWAYS: workers of other pools may be idle).
+SPLIT, SPLIT_ALWAYS = 0.2, 2.0
 BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
 HOLD = 0.005  # seconds a result may wait for others to share its file
 
@@ -147,12 +155,14 @@ class Worker:
     """One worker process of a pool (runs after fork)."""
 
     def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, state, ops,
-                 limits: Limits | None = None, current=None):
+                 limits: Limits | None = None, current=None, cold=None, siblings=()):
         self.spool_path, self.pool, self.index, self.nworkers = spool_path, pool, index, nworkers
         # Shared with the manager: busy flag and since when, op counts, and the key of the
         # bundled task being run (so that a worker's death charges that task alone).
         self.state, self.ops = state, ops
+        self.siblings = siblings  # the states of all the pool's workers
         self.current = current if current is not None else mp.Array("c", 40)
+        self.cold = cold if cold is not None else mp.RawValue("b", 0)  # set by the manager
         self.limits = limits or Limits()
         self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
         self.apps: dict[str, Any] = {}
@@ -207,12 +217,17 @@ class Worker:
             time.sleep(IDLE_POLL[2])
             return [], delay
         if not names:
+            if self.cold.value and self.index:
+                time.sleep(IDLE_POLL[1])  # worker 0 looks for the pool (see COLD_POLL)
+                return names, delay
             names = self._candidates()
             if not names:
                 self._set_busy(False)
+                self.ops[:] = [fs.OPS[k] for k in OPKEYS]  # (idle polling counts too)
                 time.sleep(delay)
                 warm = time.monotonic() - self.state[1] < WARM_IDLE
-                return names, min(delay * 1.5, IDLE_POLL[1] if warm else IDLE_POLL[2])
+                cap = IDLE_POLL[1] if warm else COLD_POLL if self.cold.value else IDLE_POLL[2]
+                return names, min(delay * 1.5, cap)
         path = self.spool.claim(names.pop(), self.dir)
         if path is None:
             return names, delay
@@ -295,8 +310,8 @@ class Worker:
         start = time.monotonic()
         done: set[str] = set()  # keys with an outcome, or given back one by one
         for i, (key, rec) in enumerate(recs):
-            if self.limits.draining() or (i and len(recs) - i > 1 and (
-                    time.monotonic() - start) / i * (len(recs) - i) > SPLIT):
+            if self.limits.draining() or (i and len(recs) - i > 1 and self._split(
+                    (time.monotonic() - start) / i * (len(recs) - i))):
                 self.results.flush()
                 self.spool.release_bundle(path, attempt, skip=done)
                 return
@@ -319,6 +334,12 @@ class Worker:
             t_claimed = time.time()
         self.results.flush()
         fs.unlink(path)
+
+    def _split(self, left: float) -> bool:
+        """Should the rest of a bundle, `left` seconds of work by the look of it so far, go
+        back to ready/ for others to share?"""
+        return left > SPLIT_ALWAYS or (left > SPLIT and any(
+            not s[0] for s in self.siblings if s is not self.state))
 
     def _outcome(self, path, key, attempt, header, body):
         """Run one claimed task (of the claim at path); its outcome, or None if the task
@@ -493,6 +514,8 @@ class Pool:
         self.procs: list[Any] = [None] * self.nworkers
         self.states = [self.ctx.Array("d", [0.0, time.monotonic()]) for _ in range(self.nworkers)]
         self.current = [self.ctx.Array("c", 40) for _ in range(self.nworkers)]
+        self.cold = self.ctx.RawValue("b", 0)
+        self.beats = 0
         self.ops = [self.ctx.Array("q", len(OPKEYS)) for _ in range(self.nworkers)]
         self.counter = 0
         self.stopping = ""
@@ -529,8 +552,12 @@ class Pool:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        cold = self._idle_for() > WARM_IDLE
+        self.cold.value = cold
         if now >= self.next_beat:
-            self.next_beat = now + self.heartbeat_period
+            self.beats += 1
+            self.next_beat = now + (min(3 * self.heartbeat_period, self.lease / 4) if cold
+                                    else self.heartbeat_period)
             if self.spool.is_fenced(self.id):
                 self.stopping = "an observer declared this pool dead (it was silent)"
                 return
@@ -538,13 +565,8 @@ class Pool:
             token = self.spool.shutdown_token()
             if token is not None and token != self.token:
                 self.stopping = "the spool asked pools to shut down"
-            elif not any(st[0] for st in self.states):
-                # An idle pool helps: it looks for dead pools, and now and then for lost
-                # wakeups (on NFS, a promotion can miss a result not yet visible).
-                self.watch.check()
-                if now >= self.next_sweep:
-                    self.next_sweep = now + self.sweep_period
-                    self._sweep()
+            elif not any(st[0] for st in self.states) and not (cold and self.beats % 2):
+                self._observe(now)
         self._reap()
         if self._idle_for() > self.idle_timeout:
             self.stopping = f"idle for {self.idle_timeout} s"
@@ -552,6 +574,19 @@ class Pool:
             self.stopping = "its block ends soon: unfinished tasks go back to the queue"
         elif self.limits.draining() and not any(st[0] for st in self.states):
             self.stopping = "its block ends soon: it takes no more work"
+
+    def _observe(self, now: float) -> None:
+        """An idle pool helps: it watches the RING pools after it (in id order: each pool
+        is watched by its RING predecessors, whatever their number) for death, and now and
+        then sweeps for lost wakeups (on NFS, a promotion can miss a result not yet
+        visible); the more pools, the less often each sweeps."""
+        ids, _ = self.spool.pool_ids()
+        at = ids.index(self.id) if self.id in ids else -1
+        ring = {ids[(at + k) % len(ids)] for k in range(1, RING + 1)} - {self.id} if ids else set()
+        self.watch.check(self.spool.read_heartbeats(sorted(ring)))
+        if now >= self.next_sweep:
+            self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
+            self._sweep()
 
     def _sweep(self) -> None:
         try:
@@ -567,7 +602,7 @@ class Pool:
 
     def _start(self, i: int) -> None:
         w = Worker(self.spool.path, self.id, i, self.nworkers, self.states[i], self.ops[i],
-                   self.limits, self.current[i])
+                   self.limits, self.current[i], self.cold, self.states)
         self.current[i].value = b""
         self.states[i][0], self.states[i][1] = 0.0, time.monotonic()
         p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)

@@ -987,6 +987,21 @@ class Spool:
     def pools(self) -> list[dict[str, Any]]:
         return self.heartbeats(with_age=True)
 
+    def pool_ids(self) -> tuple[list[str], set[str]]:
+        """The pools with a heartbeat (sorted) and those declared dead: one listdir."""
+        names = fs.listdir(self.p("pools"))
+        return (sorted(n[:-5] for n in names if n.endswith(".yaml")),
+                {n[:-5] for n in names if n.endswith(".dead")})
+
+    def read_heartbeats(self, pools: Iterable[str]) -> list[dict[str, Any]]:
+        """The heartbeat records of the given pools (those still readable)."""
+        out = []
+        for pool in pools:
+            info = _yaml(fs.read(self.p("pools", f"{pool}.yaml")))
+            if isinstance(info, dict) and "pool" in info:
+                out.append(info)
+        return out
+
     def blocks(self) -> list[dict[str, Any]]:
         """The block records (blocks/BLOCK.yaml: provider, job id) of this spool."""
         records = (_yaml(fs.read(self.p("blocks", n)))
