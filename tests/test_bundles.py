@@ -161,3 +161,25 @@ def test_a_bundled_task_without_result_or_entry_is_an_orphan(tmp_path):
     os.unlink(spool.p("ready", bundle))  # as a rerun killed between its two steps leaves it
     fresh = Spool(spool.path)
     assert [fresh.is_orphan(k) for k in keys] == [False, False, True]
+
+
+def test_a_damaged_bundle_fails_its_tasks_when_they_are_entered_again(tmp_path):
+    from farm.pool import Worker
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(2)]
+    assert spool.put_bundle(_items(keys)) == []
+    (bundle,) = spool.ready_names()
+    with open(spool.task_path(keys[0]), "r+b") as f:  # the same inode as the entry
+        f.seek(20)
+        f.write(b"\x00garbage\x00")
+    worker = Worker(spool.path, "w", 0, 1, [0.0, 0.0], [0] * 8)
+    worker.spool, worker.dir = spool, spool.worker_dir("w", 0)
+    os.mkdir(worker.dir)
+    worker.run(spool.claim(bundle, worker.dir))  # quarantined, not run
+    assert os.listdir(worker.dir) == [] and os.listdir(spool.p("quarantine"))
+    fresh = Spool(spool.path)
+    assert fresh.is_orphan(keys[0])  # so a re-run of the script enters it again...
+    fresh.enqueue(keys[0], ready=True)
+    worker.run(spool.claim(keys[0], worker.dir))
+    header, _ = spool.read_result(keys[0])  # ...and it fails, naming the damaged file
+    assert header["status"] == "failed" and "damaged or forged" in header["error"]

@@ -388,7 +388,9 @@ class Spool:
         try:
             bid = (self.task_header(key) or {}).get("bundle")
         except CorruptFile:
-            return False  # (running it fails it with a clear error; leave that to a pool)
+            # A damaged bundle (its entry was quarantined): entered again, the task fails
+            # with an error naming the file, and the next run submits it afresh.
+            return True
         return bool(bid) and not {key, bid} & self._queued_names()
 
     def _queued_names(self) -> set[str]:
