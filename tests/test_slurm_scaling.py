@@ -18,7 +18,7 @@ from farm.executors import SpoolExecutor
 from farm.launchers import MpiExecLauncher
 from farm.providers import SlurmProvider
 from farm.providers.slurm import ProviderError
-from farm.spool import Spool
+from farm.spool import Spool, is_bundle
 from tests.conftest import eventually
 from tests.test_local_slurm import (
     cluster,  # noqa: F401 (the module's Slurm cluster)
@@ -83,7 +83,10 @@ def test_block_scancelled_mid_task_loses_no_task(tmp_path, monkeypatch):
                 d = spool.worker_dir(pool["pool"], 0)
                 names = os.listdir(d) if os.path.isdir(d) else []
                 if names:
-                    return pool["pool"], names[0].split("@")[0]
+                    key = names[0].split("@")[0]
+                    if is_bundle(key):  # (its first task is the one running: 2 s each)
+                        key = spool.read_bundle(os.path.join(d, names[0]))[1][0][0]
+                    return pool["pool"], key
         return None
 
     pool, key = eventually(victim_claim, 60, "the first block to run a task", 0.05)
