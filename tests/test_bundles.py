@@ -183,3 +183,32 @@ def test_a_damaged_bundle_fails_its_tasks_when_they_are_entered_again(tmp_path):
     worker.run(spool.claim(keys[0], worker.dir))
     header, _ = spool.read_result(keys[0])  # ...and it fails, naming the damaged file
     assert header["status"] == "failed" and "damaged or forged" in header["error"]
+
+
+def test_dependents_of_bundled_tasks_are_indexed_by_bundle_and_promoted_by_the_pool(
+        tmp_path, pools, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    ex = farm.dfk().executors["spool"]
+    gate = gated(ex)
+
+    @python_app
+    def double(i):
+        return 2 * i
+
+    @python_app
+    def add(a, b):
+        return a + b
+
+    firsts = [double(i) for i in range(8)]
+    gate.open()
+    farm.flush()
+    (bid, *_) = ex.spool.ready_names()
+    assert is_bundle(bid)
+    sums = [add(firsts[i], firsts[i + 1]) for i in range(0, 8, 2)]
+    farm.flush()
+    edges = [n for s in os.listdir(ex.spool.p("deps")) for d in os.listdir(ex.spool.p("deps", s))
+             for n in os.listdir(ex.spool.p("deps", s, d))]
+    assert edges and all("." in n for n in edges)  # DEP.DEPENDENT: under their bundle
+    pools.start(ex.spool.path, "--workers", "2", "--idle-timeout", "30")
+    assert [f.result(60) for f in sums] == [2, 10, 18, 26]
