@@ -24,6 +24,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "noop_ops_per_task": ("<=", 4),
     "noop_large_ops_per_task": ("<=", 4),
     "pools_ratio": (">=", 0.70),
+    "idle_ops_per_s": ("<=", 2),
 }
 
 # Parsl HighThroughputExecutor measured on a similar 2-core machine: the peer column when
@@ -76,7 +77,7 @@ FARM_METRICS = (
      "   spool fs ops per task, {noop_large:,} no-ops"),
 )
 
-# Row 9, printed after the ops matrix (row 8).  A runs entry that is a pair
+# Rows 9 and 10, printed after the ops matrix (row 8).  A runs entry that is a pair
 # (A, B) is the ratio A/B of the field, taken per round (run k of A over run k of B: the
 # jobs go round robin, so both ran in the same round) where both runs succeeded.
 SCALE_METRICS = (
@@ -88,6 +89,12 @@ SCALE_METRICS = (
      "   32 pools / 2 pools (per round)"),
     ("pools32_ops_per_task", "pools32", None, "ops/task", "lower",
      "   spool fs ops per task, 32 pools"),
+    ("idle_ops_per_s", "idle", "ops_per_s", "ops/s", "lower",
+     "10. idle pool (2 workers), cold, {idle} s"),
+    ("idle_manager_ops_per_s", "idle", "manager_ops_per_s", "ops/s", "lower",
+     "   of which its manager"),
+    ("idle_workers_ops_per_s", "idle", "workers_ops_per_s", "ops/s", "lower",
+     "   of which its workers' polling"),
 )
 
 # Parsl's runs behind each peer figure (first result: the warm-up of each pool run).
@@ -321,7 +328,7 @@ def render(results: dict, sizes: dict, runs: dict, info: dict) -> str:
         f"farm {info['farm']} benchmark ({info['git']}): {info['cpus']} cores, "
         f"Python {info['python']}, {info['platform']}",
         f"spools on {info['base']} ({info['fstype']}); {info['repeats']} run(s) per workload "
-        "(1 for the once-only ones), each on a fresh spool; 1 local pool, 2 workers (9: as "
+        "(1 for the once-only ones), each on a fresh spool; 1 local pool, 2 workers (9, 10: as "
         "labelled)",
         rule, HEAD, rule, "machine's own limits (one operation at a time, next to the spools)"]
     for key, label, _unit in LIMITS:

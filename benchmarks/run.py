@@ -37,6 +37,7 @@ from workloads import Deadline, chain, collect, first_result, submission, throug
 
 import farm
 from farm import bash_app, python_app
+from farm.pool import WARM_IDLE
 
 # (machine, report and workloads are this script's sibling modules: a script's directory
 # is on sys.path.)
@@ -44,6 +45,9 @@ HERE = os.path.abspath(__file__)
 PARSL_PEER = os.path.join(os.path.dirname(HERE), "parsl_peer.py")
 MARKER = "FARM_BENCH_RUN"  # in every child's environment (and its descendants'): its run dir
 IDLE_TRIPS, IDLE_GAP = 5, 1.0  # workload "first" also times 5 lone tasks, each after 1 s idle
+# Workload "idle": one pool of 2 workers on a spool with no work, measured once it has been
+# idle for WARM_IDLE (when a pool goes "cold" and its workers poll less often) + 10 s.
+IDLE_WORKERS, IDLE_BACKOFF = 2, WARM_IDLE + 10.0
 
 
 Sizes = int | dict  # a farm run's number of tasks; the sizes of a Parsl run's parts
@@ -71,6 +75,7 @@ class Job:
         hang or a pathological slowdown trips it."""
         parts = size if isinstance(size, dict) else {self.workload: size}
         return (TIMEOUT_BASE[self.system] + TIMEOUT_PER_POOL * self.pools
+                + TIMEOUT_WAIT.get(self.workload, 0.0)
                 + sum(n * TIMEOUT_PER_TASK[self.system, part] for part, n in parts.items()))
 
 
@@ -91,6 +96,9 @@ JOBS = (
     Job("pools32", "farm", "pools", 10_000, 2_000, pools=32),
     Job("memory", "farm", "submit", 100_000, 20_000, once=True),
     Job("noop_large", "farm", "noop", 100_000, 10_000, once=True),
+    # An idle pool's own filesystem operations: its size is the measuring window in seconds
+    # (after IDLE_BACKOFF seconds of waiting).  Mostly sleep: once, and last.
+    Job("idle", "farm", "idle", 30, 30, once=True),
 )
 
 # Hard timeouts: seconds per run (Parsl's runs start an interchange and a worker pool, ~7 s
@@ -99,10 +107,12 @@ TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
 TIMEOUT_PER_TASK = {
     ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
     ("farm", "first"): 10.0, ("farm", "submit"): 0.005, ("farm", "pools"): 0.005,
+    ("farm", "idle"): 1.5,
     ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
     ("parsl", "submit"): 0.01,
 }
 TIMEOUT_PER_POOL = 2.0  # starting a pool: a Python process importing farm
+TIMEOUT_WAIT = {"idle": IDLE_BACKOFF + 30.0}  # seconds a workload sleeps by design
 
 
 # -- the apps (pickled by value: this file runs as __main__) -----------------------------------
@@ -299,7 +309,10 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float,
     if pools:
         res["pools_wanted"] = pools
     try:
-        _farm_child(workload, size, spool, pools, deadline, res)
+        if workload == "idle":
+            res.update(idle_pool(spool, size, deadline))
+        else:
+            _farm_child(workload, size, spool, pools, deadline, res)
     except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
         why = str(e) or ("no result within the run's time limit"
                          if isinstance(e, TimeoutError) else "")
@@ -347,6 +360,125 @@ def _farm_child(workload: str, size: int, spool: str, pools: int, deadline: Dead
                 farm.clear()
             except Exception as e:
                 res.setdefault("error", f"farm.clear() failed: {e}")
+
+
+# -- the idle pool -----------------------------------------------------------------------------
+
+def counted_pool(spool: str, workers: int, idle_timeout: float) -> int:
+    """`farm pool SPOOL --workers N --idle-timeout S`, in this process, with two additions
+    for the idle workload.  farm's workers hand their op counters to the manager (which
+    sums them into the heartbeat's ops) only after they ran a task: an idle worker's
+    polling would not show.  Here each worker hands them over after every step (a poll
+    included): shared memory only, no filesystem operation.  And the heartbeat also gets
+    the manager's own counters apart ("ops_manager"), so that the figure can be split."""
+    from farm import cli
+    from farm.pool import OPKEYS, Worker
+    from farm.spool import Spool, fs
+
+    step = Worker._step
+
+    def counted_step(self, names, delay):
+        try:
+            return step(self, names, delay)
+        finally:
+            self.ops[:] = [fs.OPS[k] for k in OPKEYS]
+
+    beat = Spool.write_heartbeat
+
+    def beat_with_manager_ops(self, pool, info):
+        # The manager's process (its own counters, as they were when its _write_beat
+        # summed them into info["ops"]: this beat's own create and rename come later).
+        beat(self, pool, {**info, "ops_manager": {k: fs.OPS[k] for k in OPKEYS}})
+
+    Worker._step = counted_step
+    Spool.write_heartbeat = beat_with_manager_ops
+    return cli.main(["pool", spool, "--workers", str(workers),
+                     "--idle-timeout", f"{idle_timeout:g}"])
+
+
+def _next_beat(spool: str, proc: subprocess.Popen, after: Any,
+               deadline: Deadline) -> dict:
+    """The pool's next heartbeat whose counter differs from `after` (None: any), read
+    within ~10 ms of its writing: a fresh one.  (A stat every 10 ms; the file is parsed
+    only when it changed.)"""
+    seen = None
+    while True:
+        paths = glob.glob(os.path.join(spool, "pools", "*.yaml"))
+        try:
+            st = os.stat(paths[0]) if paths else None
+        except OSError:
+            st = None
+        if st is not None and (st.st_ino, st.st_mtime_ns) != seen:
+            seen = (st.st_ino, st.st_mtime_ns)
+            beat = _read_beat(paths[0])
+            if beat is not None and beat.get("counter") != after:
+                return beat
+        if proc.poll() is not None:
+            raise RuntimeError(f"the pool exited (status {proc.returncode}): see pool.log")
+        if time.monotonic() > deadline.end:
+            raise TimeoutError("no new heartbeat of the pool within the run's time limit")
+        time.sleep(0.01)
+
+
+def _ops_of(beat: dict, field: str = "ops") -> dict[str, int]:
+    got = beat.get(field) or {}
+    return {k: int(got.get(k, 0)) for k in OPKINDS}
+
+
+def idle_pool(spool: str, window: float, deadline: Deadline) -> dict[str, Any]:
+    """One pool of IDLE_WORKERS workers on a new spool with no work: its filesystem
+    operations per second once it went cold (IDLE_BACKOFF s after it started), over
+    `window` seconds, from its own heartbeats (counted_pool: the workers' polling
+    included).  Every heartbeat of the window is kept, for a look at where the ops come
+    from (the repair sweep of an idle pool is one spike every 30 s)."""
+    from farm.spool import Spool
+    Spool.create(spool)
+    cmd = [sys.executable, HERE, "--counted-pool", "--spool", spool,
+           "--workers", str(IDLE_WORKERS), "--idle-timeout", "300"]
+    with open("pool.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        first = _next_beat(spool, proc, None, deadline)
+        up = time.monotonic()
+        if up + IDLE_BACKOFF + window > deadline.end:
+            raise TimeoutError("the run's time limit is shorter than the backoff and window")
+        time.sleep(IDLE_BACKOFF)
+        now = _pool_heartbeats(spool)
+        b0 = _next_beat(spool, proc, now[0].get("counter") if now else None, deadline)
+        beats = [b0]
+        while beats[-1]["_mtime"] - b0["_mtime"] < window:
+            beats.append(_next_beat(spool, proc, beats[-1].get("counter"), deadline))
+        b1 = beats[-1]
+    finally:
+        proc.terminate()  # SIGTERM: the pool stops its workers, writes a last heartbeat
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    span = b1["_mtime"] - b0["_mtime"]
+    total = {k: _ops_of(b1)[k] - _ops_of(b0)[k] for k in OPKINDS}
+    manager = {k: _ops_of(b1, "ops_manager")[k] - _ops_of(b0, "ops_manager")[k]
+               for k in OPKINDS}
+    workers = {k: total[k] - manager[k] for k in OPKINDS}
+    series = [{"t": round(b["_mtime"] - b0["_mtime"], 3), "counter": b.get("counter"),
+               **{k: _ops_of(b)[k] - _ops_of(b0)[k] for k in OPKINDS}} for b in beats]
+    busy = max(int(b.get("busy") or 0) for b in beats)
+    last = _pool_heartbeats(spool)
+    return {
+        "window_s": span, "beats": len(beats) - 1, "heartbeat_s": first.get("heartbeat"),
+        "waited_s": IDLE_BACKOFF, "workers": first.get("workers"),
+        "ops": total, "manager_ops": manager, "workers_ops": workers,
+        "ops_per_s": sum(total.values()) / span,
+        "manager_ops_per_s": sum(manager.values()) / span,
+        "workers_ops_per_s": sum(workers.values()) / span,
+        "per_s_by_kind": {k: total[k] / span for k in OPKINDS},
+        "series": series, "busy": busy,
+        "pools_exited": bool(last) and last[0].get("state") == "exited",
+        "failed": 0, "first_error": None, "ok": not busy, "tasks": 0,
+        **({"error": "a worker was busy during the window: the spool had work"} if busy else {}),
+    }
 
 
 def profile_submission(size: int, base: str, top: int = 15) -> None:
@@ -601,6 +733,13 @@ def _report_run(workload: str, r: dict) -> None:
         msg = f"{r['ms_per_hop']:.2f} ms/hop ({r['total_s']:.2f} s, submit {r['submit_s']:.2f} s)"
         if "queued_ms_per_hop" in r:
             msg += f"; queued behind a gate: {r['queued_ms_per_hop']:.2f} ms/hop"
+    elif workload == "idle":
+        m, w = r["manager_ops"], r["workers_ops"]
+        msg = (f"{r['ops_per_s']:.2f} fs ops/s over {r['window_s']:.1f} s after "
+               f"{r['waited_s']:.0f} s idle: manager {r['manager_ops_per_s']:.2f} ("
+               + " ".join(f"{k} {v}" for k, v in m.items() if v) + "), workers "
+               f"{r['workers_ops_per_s']:.2f} (" + " ".join(f"{k} {v}" for k, v in w.items()
+                                                           if v) + ")")
     elif workload == "submit":
         msg = (f"{r['calls_per_s']:.0f} calls/s, {r['bytes_per_task']:.0f} bytes/task "
                f"({r['submit_s']:.2f} s)")
@@ -711,9 +850,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="profile N app calls with no pool (cProfile, top 15), run nothing")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the spool of a failed run for inspection")
-    ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools",
+                                        "idle"), help=argparse.SUPPRESS)
     ap.add_argument("--pools", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--counted-pool", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--idle-timeout", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -731,6 +873,8 @@ def _load_json(path: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.counted_pool:  # the idle workload's pool (a child of its child)
+        return counted_pool(args.spool, args.workers, args.idle_timeout)
     if args.child:
         return child_main(args.child, args.size, args.spool, args.out, args.timeout,
                           args.pools)
