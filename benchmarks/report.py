@@ -23,6 +23,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "memory_bytes_per_task": ("<=", 1536),
     "noop_ops_per_task": ("<=", 4),
     "noop_large_ops_per_task": ("<=", 4),
+    "pools_ratio": (">=", 0.70),
+    "idle_ops_per_s": ("<=", 2),
 }
 
 # Parsl HighThroughputExecutor measured on a similar 2-core machine: the peer column when
@@ -75,6 +77,26 @@ FARM_METRICS = (
      "   spool fs ops per task, {noop_large:,} no-ops"),
 )
 
+# Rows 9 and 10, printed after the ops matrix (row 8).  A runs entry that is a pair
+# (A, B) is the ratio A/B of the field, taken per round (run k of A over run k of B: the
+# jobs go round robin, so both ran in the same round) where both runs succeeded.
+SCALE_METRICS = (
+    ("pools2_tasks_per_s", "pools2", "tasks_per_s", "tasks/s", "higher",
+     "9. {pools2:,} no-ops, 2 pools x 1 worker"),
+    ("pools32_tasks_per_s", "pools32", "tasks_per_s", "tasks/s", "higher",
+     "   the same, 32 pools x 1 worker"),
+    ("pools_ratio", ("pools32", "pools2"), "tasks_per_s", "ratio", "higher",
+     "   32 pools / 2 pools (per round)"),
+    ("pools32_ops_per_task", "pools32", None, "ops/task", "lower",
+     "   spool fs ops per task, 32 pools"),
+    ("idle_ops_per_s", "idle", "ops_per_s", "ops/s", "lower",
+     "10. idle pool (2 workers), cold, {idle} s"),
+    ("idle_manager_ops_per_s", "idle", "manager_ops_per_s", "ops/s", "lower",
+     "   of which its manager"),
+    ("idle_workers_ops_per_s", "idle", "workers_ops_per_s", "ops/s", "lower",
+     "   of which its workers' polling"),
+)
+
 # Parsl's runs behind each peer figure (first result: the warm-up of each pool run).
 PARSL_SOURCES = {
     "noop_tasks_per_s": (("parsl_noop",), "tasks_per_s"),
@@ -86,7 +108,7 @@ PARSL_SOURCES = {
 }
 
 # Workloads whose spool ops per task are broken down by kind (table section 8).
-OPS_WORKLOADS = ("noop", "noop_large", "chain", "bash", "submit")
+OPS_WORKLOADS = ("noop", "noop_large", "chain", "bash", "submit", "pools32")
 
 # Cost of each kind of spool op in terms of the machine rows (see README, "Ratios to the
 # machine"): create = create+write+rename less a rename; link ~ rename (both add a directory
@@ -115,6 +137,16 @@ def field_values(runs: list[dict], field: str) -> list[float]:
             out += [1000 * x for x in v]
         elif v is not None:
             out.append(v)
+    return out
+
+
+def ratio_values(a: list[dict], b: list[dict], field: str) -> list[float]:
+    """field of a's run k over field of b's run k, for every k where both succeeded."""
+    out = []
+    for ra, rb in zip(a, b, strict=False):
+        va, vb = ra.get(field), rb.get(field)
+        if ra.get("ok") and rb.get("ok") and va is not None and vb:
+            out.append(va / vb)
     return out
 
 
@@ -214,8 +246,10 @@ def build_results(runs: dict[str, list[dict]], limits: list[dict], parsl_measure
         metrics[f"machine_{key}"] = _metric([x[key] for x in limits if key in x], unit,
                                             "higher", key)
     ops = {w: ops_per_task(runs.get(w, [])) for w in OPS_WORKLOADS}
-    for key, w, field, unit, better, _label in FARM_METRICS:
-        if field is None:  # the total spool ops per task
+    for key, w, field, unit, better, _label in FARM_METRICS + SCALE_METRICS:
+        if isinstance(w, tuple):
+            vals = ratio_values(runs.get(w[0], []), runs.get(w[1], []), field)
+        elif field is None:  # the total spool ops per task
             total = ops[w]["total"]
             vals = total["runs"]
         else:
@@ -276,7 +310,8 @@ def _ops_matrix(ops: dict, sizes: dict) -> list[str]:
     """Op kinds down, workloads across (driver + pools), plus the no-op run's driver share."""
     cols = [("noop", None, f"no-op {sizes['noop']:,}"), ("noop", "driver", "of it driver"),
             ("noop_large", None, f"no-op {sizes['noop_large']:,}"), ("chain", None, "chain"),
-            ("bash", None, "bash"), ("submit", None, "submit, no pool")]
+            ("bash", None, "bash"), ("submit", None, "submit, no pool"),
+            ("pools32", None, "32 pools")]
     cols = [c for c in cols if ops[c[0]]["total"]["median"] is not None]
     lines = [f"{'8. spool fs ops per task, by kind (medians)':<{W}} {'op':<8}"
              + "".join(f"{title:>16}" for _, _, title in cols)]
@@ -293,7 +328,8 @@ def render(results: dict, sizes: dict, runs: dict, info: dict) -> str:
         f"farm {info['farm']} benchmark ({info['git']}): {info['cpus']} cores, "
         f"Python {info['python']}, {info['platform']}",
         f"spools on {info['base']} ({info['fstype']}); {info['repeats']} run(s) per workload "
-        "(1 for the two large ones), each on a fresh spool; 1 local pool, 2 workers",
+        "(1 for the once-only ones), each on a fresh spool; 1 local pool, 2 workers (9, 10: as "
+        "labelled)",
         rule, HEAD, rule, "machine's own limits (one operation at a time, next to the spools)"]
     for key, label, _unit in LIMITS:
         lines.append(_row(f"   {label}", M[f"machine_{key}"]))
@@ -304,6 +340,11 @@ def render(results: dict, sizes: dict, runs: dict, info: dict) -> str:
         lines += _failures(w, runs.get(w, []))
     lines.append(rule)
     lines += _ops_matrix(results["ops_per_task"], sizes)
+    lines.append(rule)
+    for key, _w, _f, _u, _b, label in SCALE_METRICS:
+        lines.append(_row(label.format(**sizes), M[key]))
+    for w in dict.fromkeys(x[1] for x in SCALE_METRICS if isinstance(x[1], str)):
+        lines += _failures(w, runs.get(w, []))
     lines.append(rule)
     lines += _legend(info)
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from workloads import Deadline, chain, collect, first_result, submission, throug
 
 import farm
 from farm import bash_app, python_app
+from farm.pool import WARM_IDLE
 
 # (machine, report and workloads are this script's sibling modules: a script's directory
 # is on sys.path.)
@@ -44,6 +45,9 @@ HERE = os.path.abspath(__file__)
 PARSL_PEER = os.path.join(os.path.dirname(HERE), "parsl_peer.py")
 MARKER = "FARM_BENCH_RUN"  # in every child's environment (and its descendants'): its run dir
 IDLE_TRIPS, IDLE_GAP = 5, 1.0  # workload "first" also times 5 lone tasks, each after 1 s idle
+# Workload "idle": one pool of 2 workers on a spool with no work, measured once it has been
+# idle for WARM_IDLE (when a pool goes "cold" and its workers poll less often) + 10 s.
+IDLE_WORKERS, IDLE_BACKOFF = 2, WARM_IDLE + 10.0
 
 
 Sizes = int | dict  # a farm run's number of tasks; the sizes of a Parsl run's parts
@@ -53,13 +57,15 @@ Sizes = int | dict  # a farm run's number of tasks; the sizes of a Parsl run's p
 class Job:
     """One line of the schedule.  name: its key in the results; workload: what the child
     runs; full, quick: its size in a full run and with --quick; once: one run only, after
-    all the repeated ones (see README: the big runs would slow the others down)."""
+    all the repeated ones (see README: the big runs would slow the others down); pools:
+    for workload "pools", how many pools of 1 worker run the tasks."""
     name: str
     system: str  # "farm" or "parsl"
     workload: str
     full: Sizes
     quick: Sizes
     once: bool = False
+    pools: int = 0
 
     def size(self, quick: bool) -> Sizes:
         return self.quick if quick else self.full
@@ -68,8 +74,9 @@ class Job:
         """Hard limit of one run: ~10x the expected time on a 2-core machine, so that only a
         hang or a pathological slowdown trips it."""
         parts = size if isinstance(size, dict) else {self.workload: size}
-        return TIMEOUT_BASE[self.system] + sum(n * TIMEOUT_PER_TASK[self.system, part]
-                                               for part, n in parts.items())
+        return (TIMEOUT_BASE[self.system] + TIMEOUT_PER_POOL * self.pools
+                + TIMEOUT_WAIT.get(self.workload, 0.0)
+                + sum(n * TIMEOUT_PER_TASK[self.system, part] for part, n in parts.items()))
 
 
 JOBS = (
@@ -83,8 +90,15 @@ JOBS = (
     Job("parsl", "parsl", "pool", {"noop": 2_000, "chain": 200, "bash": 500},
         {"noop": 500, "chain": 50, "bash": 200}),
     Job("parsl_submit", "parsl", "submit", {"submit": 5_000}, {"submit": 1_000}),
+    # The no-op workload on P pools of 1 worker each (stand-ins for P nodes): does the
+    # throughput hold when the spool has many pools?
+    Job("pools2", "farm", "pools", 10_000, 2_000, pools=2),
+    Job("pools32", "farm", "pools", 10_000, 2_000, pools=32),
     Job("memory", "farm", "submit", 100_000, 20_000, once=True),
     Job("noop_large", "farm", "noop", 100_000, 10_000, once=True),
+    # An idle pool's own filesystem operations: its size is the measuring window in seconds
+    # (after IDLE_BACKOFF seconds of waiting).  Mostly sleep: once, and last.
+    Job("idle", "farm", "idle", 30, 30, once=True),
 )
 
 # Hard timeouts: seconds per run (Parsl's runs start an interchange and a worker pool, ~7 s
@@ -92,10 +106,13 @@ JOBS = (
 TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
 TIMEOUT_PER_TASK = {
     ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
-    ("farm", "first"): 10.0, ("farm", "submit"): 0.005,
+    ("farm", "first"): 10.0, ("farm", "submit"): 0.005, ("farm", "pools"): 0.005,
+    ("farm", "idle"): 1.5,
     ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
     ("parsl", "submit"): 0.01,
 }
+TIMEOUT_PER_POOL = 2.0  # starting a pool: a Python process importing farm
+TIMEOUT_WAIT = {"idle": IDLE_BACKOFF + 30.0}  # seconds a workload sleeps by design
 
 
 # -- the apps (pickled by value: this file runs as __main__) -----------------------------------
@@ -134,30 +151,61 @@ def ping(i):
 
 # -- child side: one farm workload run on one fresh spool --------------------------------------
 
-def _config(spool: str, pool: bool) -> farm.Config:
-    """One local pool of 2 workers, started by the first submit; or none at all (pool=False:
-    the submission workload measures the driver alone, its tasks stay queued)."""
+def _config(spool: str, blocks: int = 1, workers: int = 2) -> farm.Config:
+    """`blocks` local pools of `workers` workers each, started by the first submit; or none
+    at all (blocks=0: the submission workload measures the driver alone, its tasks stay
+    queued)."""
     from farm.executors import SpoolExecutor
     from farm.providers import LocalProvider
-    blocks = 1 if pool else 0
     return farm.Config(executors=[SpoolExecutor(
-        spool=spool, max_workers_per_node=2,
+        spool=spool, max_workers_per_node=workers,
         provider=LocalProvider(init_blocks=blocks, max_blocks=blocks))])
 
 
+def _read_beat(path: str) -> dict | None:
+    """One heartbeat file, read directly (not through farm, so no process's op counter is
+    disturbed), with "_mtime": when the pool wrote it (the content and the time come from
+    one open file: the pool replaces the file by a rename)."""
+    try:
+        with open(path, "rb") as f:
+            mtime = os.fstat(f.fileno()).st_mtime
+            info = yaml.safe_load(f.read())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    info["_mtime"] = mtime
+    return info
+
+
 def _pool_heartbeats(spool: str) -> list[dict]:
-    """The pools' heartbeat files, read directly (not through farm, so the driver's op
-    counter is not disturbed)."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(spool, "pools", "*.yaml"))):
-        try:
-            with open(path, "rb") as f:
-                info = yaml.safe_load(f.read())
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(info, dict):
-            out.append(info)
-    return out
+    """The pools' heartbeat files (pools/*.yaml)."""
+    beats = (_read_beat(p) for p in sorted(glob.glob(os.path.join(spool, "pools", "*.yaml"))))
+    return [b for b in beats if b is not None]
+
+
+def _live_pools(spool: str) -> int:
+    """Pools whose heartbeat says running and was rewritten within three periods (as
+    Spool.live_pools judges, without going through farm)."""
+    now = time.time()
+    return sum(1 for b in _pool_heartbeats(spool) if b.get("state") == "running"
+               and now - b["_mtime"] < 3 * float(b.get("heartbeat") or 2) + 2)
+
+
+def _heartbeat_files(spool: str) -> int:
+    return len(glob.glob(os.path.join(spool, "pools", "*.yaml")))
+
+
+def _wait_pools(spool: str, n: int, deadline: Deadline) -> float:
+    """Wait until n pools are live; the seconds it took.  The heartbeats are parsed only
+    once there are n files (parsing 32 of them ten times a second would take a good part
+    of a core away from the pools starting up)."""
+    t0 = time.perf_counter()
+    while (live := _heartbeat_files(spool)) < n or (live := _live_pools(spool)) < n:
+        if time.monotonic() > deadline.end:
+            raise TimeoutError(f"only {live} of {n} pools were up within the time limit")
+        time.sleep(0.1)
+    return time.perf_counter() - t0
 
 
 def _final_pool_ops(spool: str, wait: float) -> tuple[dict[str, int], bool, int]:
@@ -221,7 +269,7 @@ def _flush():
 
 
 def _farm_workload(workload: str, size: int, t_load: float, t_loaded: float,
-                   deadline: Deadline) -> dict[str, Any]:
+                   deadline: Deadline, spool: str, pools: int) -> dict[str, Any]:
     """Run the workload on the loaded farm; its figures, with `tasks` = tasks submitted."""
     if workload == "submit":
         res, _futs = submission(noop, size, _flush(), deadline)
@@ -232,6 +280,11 @@ def _farm_workload(workload: str, size: int, t_load: float, t_loaded: float,
     if workload == "first":
         res.update(_idle_trips(deadline))
         return {**res, "tasks": 1 + IDLE_TRIPS}
+    if workload == "pools":
+        # The warm-up started all the blocks; the clock starts once every pool is up.
+        res["pools_up_s"] = _wait_pools(spool, pools, deadline)
+        res.update(throughput(noop, None, size, deadline))
+        return {**res, "tasks": 1 + size}
     if workload == "chain":
         res.update(chain(hop, size, deadline))
         gated = _gated_chain(size, deadline)
@@ -243,9 +296,8 @@ def _farm_workload(workload: str, size: int, t_load: float, t_loaded: float,
     return {**res, "tasks": 1 + size}
 
 
-def child_main(workload: str, size: int, spool: str, out: str, timeout: float) -> int:
-    from farm.spool import fs
-
+def child_main(workload: str, size: int, spool: str, out: str, timeout: float,
+               pools: int = 0) -> int:
     deadline = Deadline(timeout - 10)  # leave the parent's kill as the last resort
 
     def alarm(signum, frame):
@@ -253,44 +305,180 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float) -
 
     signal.signal(signal.SIGALRM, alarm)  # a hang outside a result() wait: stop, cleanly
     signal.alarm(max(1, int(timeout - 5)))
-    pool = workload != "submit"
     res: dict[str, Any] = {"workload": workload, "size": size, "ok": False}
+    if pools:
+        res["pools_wanted"] = pools
+    try:
+        if workload == "idle":
+            res.update(idle_pool(spool, size, deadline))
+        else:
+            _farm_child(workload, size, spool, pools, deadline, res)
+    except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
+        why = str(e) or ("no result within the run's time limit"
+                         if isinstance(e, TimeoutError) else "")
+        res.setdefault("error", f"{type(e).__name__}: {why}")
+        raise
+    finally:
+        signal.alarm(0)
+        with open(out, "w") as f:
+            json.dump(res, f)
+    return 0 if res["ok"] else 1
+
+
+def _farm_child(workload: str, size: int, spool: str, pools: int, deadline: Deadline,
+                res: dict[str, Any]) -> None:
+    """A workload through a driver: load farm, run it, clear, count the spool ops."""
+    from farm.spool import fs
+
+    blocks = 0 if workload == "submit" else (pools or 1)
     loaded = False
     try:
         t_load = time.perf_counter()
-        farm.load(_config(spool, pool))
+        farm.load(_config(spool, blocks, workers=1 if pools else 2))
         loaded = True
         t_loaded = time.perf_counter()
         ops0 = fs.snapshot()  # after load: the spool's creation (its ~1000 mkdirs) is excluded
-        res.update(_farm_workload(workload, size, t_load, t_loaded, deadline))
+        res.update(_farm_workload(workload, size, t_load, t_loaded, deadline, spool, pools))
         t_clear = time.perf_counter()
         farm.clear()
         loaded = False
         res["clear_s"] = time.perf_counter() - t_clear
         ops1 = fs.snapshot()
         res["driver_ops"] = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in OPKINDS}
-        if pool:
-            pools, exited, npools = _final_pool_ops(spool, min(30.0, deadline.left()))
+        if blocks:
+            got, exited, npools = _final_pool_ops(spool, min(30.0, deadline.left()))
         else:
-            pools, exited, npools = {k: 0 for k in OPKINDS}, True, 0
-        res.update(pool_ops=pools, pools_exited=exited, pools=npools, ok=res["failed"] == 0)
+            got, exited, npools = {k: 0 for k in OPKINDS}, True, 0
+        res.update(pool_ops=got, pools_exited=exited, pools=npools, ok=res["failed"] == 0)
         if not exited:
             res["warning"] = "a pool wrote no final (state: exited) heartbeat: its ops are stale"
-    except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
-        why = str(e) or ("no result within the run's time limit"
-                         if isinstance(e, TimeoutError) else "")
-        res["error"] = f"{type(e).__name__}: {why}"
-        raise
+        elif npools != blocks:
+            res["warning"] = f"{npools} pools ran, not {blocks}"
     finally:
         if loaded:
             try:
                 farm.clear()
             except Exception as e:
                 res.setdefault("error", f"farm.clear() failed: {e}")
-        signal.alarm(0)
-        with open(out, "w") as f:
-            json.dump(res, f)
-    return 0 if res["ok"] else 1
+
+
+# -- the idle pool -----------------------------------------------------------------------------
+
+def counted_pool(spool: str, workers: int, idle_timeout: float) -> int:
+    """`farm pool SPOOL --workers N --idle-timeout S`, in this process, with two additions
+    for the idle workload.  farm's workers hand their op counters to the manager (which
+    sums them into the heartbeat's ops) only after they ran a task: an idle worker's
+    polling would not show.  Here each worker hands them over after every step (a poll
+    included): shared memory only, no filesystem operation.  And the heartbeat also gets
+    the manager's own counters apart ("ops_manager"), so that the figure can be split."""
+    from farm import cli
+    from farm.pool import OPKEYS, Worker
+    from farm.spool import Spool, fs
+
+    step = Worker._step
+
+    def counted_step(self, names, delay):
+        try:
+            return step(self, names, delay)
+        finally:
+            self.ops[:] = [fs.OPS[k] for k in OPKEYS]
+
+    beat = Spool.write_heartbeat
+
+    def beat_with_manager_ops(self, pool, info):
+        # The manager's process (its own counters, as they were when its _write_beat
+        # summed them into info["ops"]: this beat's own create and rename come later).
+        beat(self, pool, {**info, "ops_manager": {k: fs.OPS[k] for k in OPKEYS}})
+
+    Worker._step = counted_step
+    Spool.write_heartbeat = beat_with_manager_ops
+    return cli.main(["pool", spool, "--workers", str(workers),
+                     "--idle-timeout", f"{idle_timeout:g}"])
+
+
+def _next_beat(spool: str, proc: subprocess.Popen, after: Any,
+               deadline: Deadline) -> dict:
+    """The pool's next heartbeat whose counter differs from `after` (None: any), read
+    within ~10 ms of its writing: a fresh one.  (A stat every 10 ms; the file is parsed
+    only when it changed.)"""
+    seen = None
+    while True:
+        paths = glob.glob(os.path.join(spool, "pools", "*.yaml"))
+        try:
+            st = os.stat(paths[0]) if paths else None
+        except OSError:
+            st = None
+        if st is not None and (st.st_ino, st.st_mtime_ns) != seen:
+            seen = (st.st_ino, st.st_mtime_ns)
+            beat = _read_beat(paths[0])
+            if beat is not None and beat.get("counter") != after:
+                return beat
+        if proc.poll() is not None:
+            raise RuntimeError(f"the pool exited (status {proc.returncode}): see pool.log")
+        if time.monotonic() > deadline.end:
+            raise TimeoutError("no new heartbeat of the pool within the run's time limit")
+        time.sleep(0.01)
+
+
+def _ops_of(beat: dict, field: str = "ops") -> dict[str, int]:
+    got = beat.get(field) or {}
+    return {k: int(got.get(k, 0)) for k in OPKINDS}
+
+
+def idle_pool(spool: str, window: float, deadline: Deadline) -> dict[str, Any]:
+    """One pool of IDLE_WORKERS workers on a new spool with no work: its filesystem
+    operations per second once it went cold (IDLE_BACKOFF s after it started), over
+    `window` seconds, from its own heartbeats (counted_pool: the workers' polling
+    included).  Every heartbeat of the window is kept, for a look at where the ops come
+    from (the repair sweep of an idle pool is one spike every 30 s)."""
+    from farm.spool import Spool
+    Spool.create(spool)
+    cmd = [sys.executable, HERE, "--counted-pool", "--spool", spool,
+           "--workers", str(IDLE_WORKERS), "--idle-timeout", "300"]
+    with open("pool.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        first = _next_beat(spool, proc, None, deadline)
+        up = time.monotonic()
+        if up + IDLE_BACKOFF + window > deadline.end:
+            raise TimeoutError("the run's time limit is shorter than the backoff and window")
+        time.sleep(IDLE_BACKOFF)
+        now = _pool_heartbeats(spool)
+        b0 = _next_beat(spool, proc, now[0].get("counter") if now else None, deadline)
+        beats = [b0]
+        while beats[-1]["_mtime"] - b0["_mtime"] < window:
+            beats.append(_next_beat(spool, proc, beats[-1].get("counter"), deadline))
+        b1 = beats[-1]
+    finally:
+        proc.terminate()  # SIGTERM: the pool stops its workers, writes a last heartbeat
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    span = b1["_mtime"] - b0["_mtime"]
+    total = {k: _ops_of(b1)[k] - _ops_of(b0)[k] for k in OPKINDS}
+    manager = {k: _ops_of(b1, "ops_manager")[k] - _ops_of(b0, "ops_manager")[k]
+               for k in OPKINDS}
+    workers = {k: total[k] - manager[k] for k in OPKINDS}
+    series = [{"t": round(b["_mtime"] - b0["_mtime"], 3), "counter": b.get("counter"),
+               **{k: _ops_of(b)[k] - _ops_of(b0)[k] for k in OPKINDS}} for b in beats]
+    busy = max(int(b.get("busy") or 0) for b in beats)
+    last = _pool_heartbeats(spool)
+    return {
+        "window_s": span, "beats": len(beats) - 1, "heartbeat_s": first.get("heartbeat"),
+        "waited_s": IDLE_BACKOFF, "workers": first.get("workers"),
+        "ops": total, "manager_ops": manager, "workers_ops": workers,
+        "ops_per_s": sum(total.values()) / span,
+        "manager_ops_per_s": sum(manager.values()) / span,
+        "workers_ops_per_s": sum(workers.values()) / span,
+        "per_s_by_kind": {k: total[k] / span for k in OPKINDS},
+        "series": series, "busy": busy,
+        "pools_exited": bool(last) and last[0].get("state") == "exited",
+        "failed": 0, "first_error": None, "ok": not busy, "tasks": 0,
+        **({"error": "a worker was busy during the window: the spool had work"} if busy else {}),
+    }
 
 
 def profile_submission(size: int, base: str, top: int = 15) -> None:
@@ -300,7 +488,7 @@ def profile_submission(size: int, base: str, top: int = 15) -> None:
     shows as the time flush() takes, printed after the profile."""
     import cProfile
     import pstats
-    farm.load(_config(os.path.join(base, "profile-spool"), pool=False))
+    farm.load(_config(os.path.join(base, "profile-spool"), blocks=0))
     try:
         noop()  # the one-off work of the first call stays out of the profile
         _flush()(600.0)
@@ -460,7 +648,8 @@ def _child_cmd(job: Job, size: Sizes, run_dir: str, out: str, timeout: float) ->
         return [sys.executable, PARSL_PEER, job.workload, "--sizes", parts, "--out", out,
                 "--timeout", str(timeout)]
     return [sys.executable, HERE, "--child", job.workload, "--size", str(size),
-            "--spool", os.path.join(run_dir, "spool"), "--out", out, "--timeout", str(timeout)]
+            "--spool", os.path.join(run_dir, "spool"), "--out", out, "--timeout", str(timeout),
+            "--pools", str(job.pools)]
 
 
 def _child_env(run_dir: str) -> dict[str, str]:
@@ -544,6 +733,13 @@ def _report_run(workload: str, r: dict) -> None:
         msg = f"{r['ms_per_hop']:.2f} ms/hop ({r['total_s']:.2f} s, submit {r['submit_s']:.2f} s)"
         if "queued_ms_per_hop" in r:
             msg += f"; queued behind a gate: {r['queued_ms_per_hop']:.2f} ms/hop"
+    elif workload == "idle":
+        m, w = r["manager_ops"], r["workers_ops"]
+        msg = (f"{r['ops_per_s']:.2f} fs ops/s over {r['window_s']:.1f} s after "
+               f"{r['waited_s']:.0f} s idle: manager {r['manager_ops_per_s']:.2f} ("
+               + " ".join(f"{k} {v}" for k, v in m.items() if v) + "), workers "
+               f"{r['workers_ops_per_s']:.2f} (" + " ".join(f"{k} {v}" for k, v in w.items()
+                                                           if v) + ")")
     elif workload == "submit":
         msg = (f"{r['calls_per_s']:.0f} calls/s, {r['bytes_per_task']:.0f} bytes/task "
                f"({r['submit_s']:.2f} s)")
@@ -552,6 +748,8 @@ def _report_run(workload: str, r: dict) -> None:
                f"{r['submit_per_s']:.0f} calls/s)")
     if "first_result_s" in r and workload not in ("first", "pool"):
         msg += f"; first result {r['first_result_s']:.2f} s"
+    if "pools_up_s" in r:
+        msg += f"; {r['pools']} pools, all up {r['pools_up_s']:.2f} s after it"
     progress(f"  {workload}: {msg}")
     if r.get("warning"):
         progress(f"  warning: {r['warning']}")
@@ -652,8 +850,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="profile N app calls with no pool (cProfile, top 15), run nothing")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the spool of a failed run for inspection")
-    ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools",
+                                        "idle"), help=argparse.SUPPRESS)
+    ap.add_argument("--pools", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--counted-pool", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--idle-timeout", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -671,8 +873,11 @@ def _load_json(path: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.counted_pool:  # the idle workload's pool (a child of its child)
+        return counted_pool(args.spool, args.workers, args.idle_timeout)
     if args.child:
-        return child_main(args.child, args.size, args.spool, args.out, args.timeout)
+        return child_main(args.child, args.size, args.spool, args.out, args.timeout,
+                          args.pools)
     if args.compare and len(args.compare) == 2:
         print(compare(_load_json(args.compare[0]), _load_json(args.compare[1])))
         return 0
