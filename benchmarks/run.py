@@ -364,38 +364,6 @@ def _farm_child(workload: str, size: int, spool: str, pools: int, deadline: Dead
 
 # -- the idle pool -----------------------------------------------------------------------------
 
-def counted_pool(spool: str, workers: int, idle_timeout: float) -> int:
-    """`farm pool SPOOL --workers N --idle-timeout S`, in this process, with two additions
-    for the idle workload.  farm's workers hand their op counters to the manager (which
-    sums them into the heartbeat's ops) only after they ran a task: an idle worker's
-    polling would not show.  Here each worker hands them over after every step (a poll
-    included): shared memory only, no filesystem operation.  And the heartbeat also gets
-    the manager's own counters apart ("ops_manager"), so that the figure can be split."""
-    from farm import cli
-    from farm.pool import OPKEYS, Worker
-    from farm.spool import Spool, fs
-
-    step = Worker._step
-
-    def counted_step(self, names, delay):
-        try:
-            return step(self, names, delay)
-        finally:
-            self.ops[:] = [fs.OPS[k] for k in OPKEYS]
-
-    beat = Spool.write_heartbeat
-
-    def beat_with_manager_ops(self, pool, info):
-        # The manager's process (its own counters, as they were when its _write_beat
-        # summed them into info["ops"]: this beat's own create and rename come later).
-        beat(self, pool, {**info, "ops_manager": {k: fs.OPS[k] for k in OPKEYS}})
-
-    Worker._step = counted_step
-    Spool.write_heartbeat = beat_with_manager_ops
-    return cli.main(["pool", spool, "--workers", str(workers),
-                     "--idle-timeout", f"{idle_timeout:g}"])
-
-
 def _next_beat(spool: str, proc: subprocess.Popen, after: Any,
                deadline: Deadline) -> dict:
     """The pool's next heartbeat whose counter differs from `after` (None: any), read
@@ -428,12 +396,12 @@ def _ops_of(beat: dict, field: str = "ops") -> dict[str, int]:
 def idle_pool(spool: str, window: float, deadline: Deadline) -> dict[str, Any]:
     """One pool of IDLE_WORKERS workers on a new spool with no work: its filesystem
     operations per second once it went cold (IDLE_BACKOFF s after it started), over
-    `window` seconds, from its own heartbeats (counted_pool: the workers' polling
-    included).  Every heartbeat of the window is kept, for a look at where the ops come
-    from (the repair sweep of an idle pool is one spike every 30 s)."""
+    `window` seconds, from its own heartbeats (ops: the manager's and its workers',
+    polling included; ops_manager: the manager's alone).  Every heartbeat of the window
+    is kept, for a look at where the ops come from (the repair sweep is a spike)."""
     from farm.spool import Spool
     Spool.create(spool)
-    cmd = [sys.executable, HERE, "--counted-pool", "--spool", spool,
+    cmd = [sys.executable, "-m", "farm", "pool", spool,
            "--workers", str(IDLE_WORKERS), "--idle-timeout", "300"]
     with open("pool.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -853,9 +821,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools",
                                         "idle"), help=argparse.SUPPRESS)
     ap.add_argument("--pools", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--counted-pool", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--workers", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--idle-timeout", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -873,8 +838,6 @@ def _load_json(path: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.counted_pool:  # the idle workload's pool (a child of its child)
-        return counted_pool(args.spool, args.workers, args.idle_timeout)
     if args.child:
         return child_main(args.child, args.size, args.spool, args.out, args.timeout,
                           args.pools)

@@ -672,6 +672,7 @@ class Pool:
             "workers": self.nworkers, "busy": busy, "counter": self.counter, "state": state,
             "started": self.started, "idle_timeout": self.idle_timeout,
             "heartbeat": self.heartbeat_period, "lease": self.lease, "lost": self.lost,
-            "reason": self.stopping or None, "ops": ops, "block_end": self.limits.end,
+            "reason": self.stopping or None, "ops": ops, "ops_manager": dict(fs.OPS),
+            "block_end": self.limits.end,
             "draining": self.limits.draining(),
         })
