@@ -78,7 +78,7 @@ class Limits:
 # pool is idle (SPLIT), or in any case (SPLIT_ALWAYS: workers of other pools may be idle).
 SPLIT, SPLIT_ALWAYS = 0.2, 2.0
 BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
-HOLD = 0.005  # seconds a result may wait for others to share its file
+HOLD = 0.02  # seconds a result may wait for others to share its file
 
 
 class Results:
