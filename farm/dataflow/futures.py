@@ -32,7 +32,9 @@ _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 # One lock for every LightFuture (reentrant: concurrent.futures.wait acquires the
 # "condition" of each future it is given, here the same one many times).  It is only ever
-# held for a few attribute updates; nobody waits on the Condition itself (see _Wakeup).
+# held for a few attribute updates.  Nobody waits on the Condition itself: result() and
+# exception() wait on a _Wakeup each.  (It is still notified at every completion, in case
+# a Future method not overridden here waits on it.)
 _LOCK = threading.RLock()
 _SHARED = threading.Condition(_LOCK)
 
@@ -109,6 +111,7 @@ class LightFuture(Future):
             for w in self._w or ():
                 if type(w) is _Wakeup:
                     w.event.set()
+            _SHARED.notify_all()
         self._invoke_callbacks()
         return True
 
@@ -133,6 +136,7 @@ class LightFuture(Future):
             self._state = FINISHED
             for w in self._w or ():
                 w.add_result(self)
+            _SHARED.notify_all()  # (nobody waits on it: for a Future method we do not know)
         self._invoke_callbacks()
 
     def set_exception(self, exception: BaseException | None) -> None:
@@ -143,6 +147,7 @@ class LightFuture(Future):
             self._state = FINISHED
             for w in self._w or ():
                 w.add_exception(self)
+            _SHARED.notify_all()
         self._invoke_callbacks()
 
     def _wait(self, timeout: float | None) -> None:
@@ -174,7 +179,7 @@ class LightFuture(Future):
             finally:
                 exc = None  # no reference cycle through the traceback
         finally:
-            self = None  # noqa: PLW0642 - as Future.result: break the cycle
+            self = None  # (as Future.result: no cycle through a raised traceback)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait(timeout)
