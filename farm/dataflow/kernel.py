@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
@@ -132,9 +133,10 @@ class DataFlowKernel:
         # the size of the digest; two digests sharing them only shift an ordinal).
         self._ordinals: Counter[int] = Counter()
         self._cached: dict[str, AppFuture] = {}
-        # Every future not known to be done, for wait_for_current_tasks; the done ones are
-        # dropped whenever the list has doubled (no per-future callback or set entry).
-        self._live: list[AppFuture] = []
+        # Every future not known to be done, for wait_for_current_tasks: weak references
+        # (a future nobody holds any more is freed with its result, as before), the dead
+        # and done ones dropped whenever the list has doubled (no per-future callback).
+        self._live: list[weakref.ref[AppFuture]] = []
         self._live_max = 1024
         _Cwd.install()
         self._joins = _Threads(max_workers=4, thread_name_prefix="farm-join")
@@ -182,9 +184,9 @@ class DataFlowKernel:
             if cache:
                 self._cached[key] = fut
             live = self._live
-            live.append(fut)
+            live.append(weakref.ref(fut))
             if len(live) >= self._live_max:
-                live[:] = [f for f in live if not f.done()]
+                live[:] = [r for r in live if (f := r()) is not None and not f.done()]
                 self._live_max = max(1024, 2 * len(live))
         pending = [f for f in task.waits_on if not (task.kind != "join" and ex.native(f))]
         if not pending:
@@ -356,7 +358,7 @@ class DataFlowKernel:
         """Block until every task submitted so far has finished (successfully or not)."""
         import concurrent.futures
         with self._lock:
-            live = list(self._live)
+            live = [f for r in self._live if (f := r()) is not None]
         concurrent.futures.wait(live, timeout=timeout)
 
     def cleanup(self) -> None:
