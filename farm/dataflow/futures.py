@@ -56,8 +56,10 @@ class _Wakeup:
 
 
 class LightFuture(Future):
-    """A concurrent.futures.Future that costs ~150 bytes until somebody waits on it: no
-    Condition of its own, and its waiter and callback lists are made when first needed."""
+    """A concurrent.futures.Future that costs ~110 bytes until somebody waits on it: no
+    Condition of its own, and its waiter and callback lists are made when first needed.
+    (All LightFutures share one lock: waiting on one while holding the _condition of
+    another would deadlock; nothing in farm or concurrent.futures does.)"""
 
     _condition = _SHARED  # what Future's own methods and concurrent.futures.wait lock
     _w: list | None = None  # waiters (concurrent.futures.wait, result(), exception())
