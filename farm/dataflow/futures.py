@@ -1,8 +1,26 @@
-"""AppFuture and DataFuture: concurrent.futures.Future with a task behind them."""
+"""AppFuture and DataFuture: concurrent.futures.Future with a task behind them.
+
+Both are LightFutures: Futures without a threading.Condition of their own (about 1.2 KB
+each, most of a queued task's memory in the driver).  They share one lock, and a thread
+that waits (result(), exception()) waits on an Event made for that call only.  Everything
+else in concurrent.futures (wait, as_completed, add_done_callback, asyncio.wrap_future)
+works on them as on any Future.
+"""
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import threading
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    LOGGER,
+    PENDING,
+    RUNNING,
+    InvalidStateError,
+)
 from typing import TYPE_CHECKING, Any
 
 from farm.data import File
@@ -10,8 +28,175 @@ from farm.data import File
 if TYPE_CHECKING:
     from farm.dataflow.kernel import TaskRecord
 
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+_DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+# One lock for every LightFuture (reentrant: concurrent.futures.wait acquires the
+# "condition" of each future it is given, here the same one many times).  It is only ever
+# held for a few attribute updates.  Nobody waits on the Condition itself: result() and
+# exception() wait on a _Wakeup each.  (It is still notified at every completion, in case
+# a Future method not overridden here waits on it.)
+_LOCK = threading.RLock()
+_SHARED = threading.Condition(_LOCK)
 
-class AppFuture(Future):
+
+class _Wakeup:
+    """The waiter one result()/exception() call puts in the future's waiters: set_result,
+    set_exception and cancel set its event (the waiters of concurrent.futures.wait and
+    as_completed have the same three methods)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def add_result(self, future: Future) -> None:
+        self.event.set()
+
+    add_exception = add_cancelled = add_result
+
+
+class LightFuture(Future):
+    """A concurrent.futures.Future that costs ~110 bytes until somebody waits on it: no
+    Condition of its own, and its waiter and callback lists are made when first needed.
+    (All LightFutures share one lock: waiting on one while holding the _condition of
+    another would deadlock; nothing in farm or concurrent.futures does.)"""
+
+    _condition = _SHARED  # what Future's own methods and concurrent.futures.wait lock
+    _w: list | None = None  # waiters (concurrent.futures.wait, result(), exception())
+    _cbs: list | None = None  # done callbacks
+
+    def __init__(self):  # (not Future.__init__: it makes the Condition)
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+
+    @property
+    def _waiters(self) -> list:
+        with _LOCK:
+            if self._w is None:
+                self._w = []
+            return self._w
+
+    @property
+    def _done_callbacks(self) -> list:
+        with _LOCK:
+            if self._cbs is None:
+                self._cbs = []
+            return self._cbs
+
+    def _invoke_callbacks(self) -> None:
+        for callback in self._cbs or ():
+            try:
+                callback(self)
+            except Exception:
+                LOGGER.exception("exception calling callback for %r", self)
+
+    def add_done_callback(self, fn) -> None:
+        with _LOCK:
+            if self._state not in _DONE:
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            LOGGER.exception("exception calling callback for %r", self)
+
+    def cancel(self) -> bool:
+        with _LOCK:
+            if self._state in (RUNNING, FINISHED):
+                return False
+            if self._state in _CANCELLED:
+                return True
+            self._state = CANCELLED
+            # Future.cancel wakes the threads in result() (through its Condition); the
+            # waiters of wait()/as_completed hear of it from set_running_or_notify_cancel.
+            for w in self._w or ():
+                if type(w) is _Wakeup:
+                    w.event.set()
+            _SHARED.notify_all()
+        self._invoke_callbacks()
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with _LOCK:
+            if self._state == CANCELLED:
+                self._state = CANCELLED_AND_NOTIFIED
+                for w in self._w or ():
+                    w.add_cancelled(self)
+                return False
+            if self._state == PENDING:
+                self._state = RUNNING
+                return True
+            LOGGER.critical("Future %s in unexpected state: %s", id(self), self._state)
+            raise RuntimeError("Future in unexpected state")
+
+    def set_result(self, result: Any) -> None:
+        with _LOCK:
+            if self._state in _DONE:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = FINISHED
+            for w in self._w or ():
+                w.add_result(self)
+            _SHARED.notify_all()  # (nobody waits on it: for a Future method we do not know)
+        self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with _LOCK:
+            if self._state in _DONE:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = FINISHED
+            for w in self._w or ():
+                w.add_exception(self)
+            _SHARED.notify_all()
+        self._invoke_callbacks()
+
+    def _wait(self, timeout: float | None) -> None:
+        """Until the future is done, at most timeout seconds."""
+        with _LOCK:
+            if self._state in _DONE:
+                return
+            w = _Wakeup()
+            self._waiters.append(w)
+        try:
+            w.event.wait(timeout)
+        finally:
+            with _LOCK:
+                self._w.remove(w)
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            self._wait(timeout)
+            with _LOCK:
+                if self._state in _CANCELLED:
+                    raise CancelledError()
+                if self._state != FINISHED:
+                    raise FutureTimeout()
+                if not self._exception:
+                    return self._result
+                exc = self._exception
+            try:
+                raise exc
+            finally:
+                exc = None  # no reference cycle through the traceback
+        finally:
+            self = None  # (as Future.result: no cycle through a raised traceback)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        with _LOCK:
+            if self._state in _CANCELLED:
+                raise CancelledError()
+            if self._state != FINISHED:
+                raise FutureTimeout()
+            return self._exception
+
+
+_NO_OUTPUTS: tuple = ()
+
+
+class AppFuture(LightFuture):
     """The future an app call returns at once.
 
     ``result(timeout)``, ``exception()``, ``done()`` and ``add_done_callback`` behave as for
@@ -23,7 +208,8 @@ class AppFuture(Future):
     def __init__(self, task: TaskRecord):
         super().__init__()
         self.task = task
-        self._outputs = [DataFuture(self, f) for f in task.outputs]
+        self._outputs = ([DataFuture(self, f) for f in task.outputs] if task.outputs
+                         else _NO_OUTPUTS)
 
     @property
     def key(self) -> str:
@@ -35,7 +221,7 @@ class AppFuture(Future):
 
     @property
     def outputs(self) -> list[DataFuture]:
-        return self._outputs
+        return self._outputs if self._outputs else []
 
     @property
     def stdout(self) -> str | None:
@@ -46,7 +232,7 @@ class AppFuture(Future):
         return self.task.opts.get("stderr", [None])[0] if self.task.opts.get("stderr") else None
 
     def __repr__(self) -> str:
-        with self._condition:
+        with _LOCK:
             state = self._state.lower()
             extra = ""
             if state == "finished":
@@ -54,7 +240,7 @@ class AppFuture(Future):
         return f"<AppFuture {self.task.label} state={state}{extra}>"
 
 
-class DataFuture(Future):
+class DataFuture(LightFuture):
     """A File that an app produces: resolves to the File when the app succeeds."""
 
     def __init__(self, parent: AppFuture, file: File):

@@ -11,11 +11,14 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
+import sys
 import threading
+import time
+import weakref
 from collections import Counter
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
@@ -24,10 +27,75 @@ from farm.dataflow.keys import call_digest, task_key
 from farm.errors import ConfigError, DependencyError
 
 SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
+_NO_KWARGS: dict = {}  # the kwargs of every call without any (shared: never mutated)
 
 
-@dataclass(eq=False)
+class _Cwd:
+    """os.getcwd() for every app call, without a system call per app call.
+
+    A system call releases the GIL: with the executor's writer thread busy, getting it back
+    costs tens of microseconds, most of an app call.  The directory changes only through
+    os.chdir/os.fchdir, which raise the audit event "os.chdir" (before they change it):
+    after one, os.getcwd() is read again on every call for SETTLE seconds (the chdir may
+    still be under way when the first re-read happens), then cached again.  Without the
+    audit hook (another hook refused it), every call reads it."""
+
+    SETTLE = 1.0
+    hooked = False
+    changed_at = 0.0  # time.monotonic() of the last "os.chdir" event
+    seen = -1.0  # changed_at when `cwd` was read (SETTLE after it): still valid if equal
+    cwd = ""
+    lock = threading.Lock()
+
+    @classmethod
+    def _audit(cls, event: str, args: tuple) -> None:
+        if event == "os.chdir":
+            cls.changed_at = time.monotonic()
+
+    @classmethod
+    def install(cls) -> None:
+        with cls.lock:
+            if cls.hooked:
+                return
+            try:
+                sys.addaudithook(cls._audit)  # (for the life of the process: it cannot go)
+            except Exception:
+                return
+            cls.hooked = True
+
+    @classmethod
+    def get(cls) -> str:
+        at = cls.changed_at
+        if at == cls.seen and cls.hooked:
+            return cls.cwd
+        cwd = os.getcwd()
+        if cwd != cls.cwd:
+            cls.cwd = cwd
+        if time.monotonic() - at >= cls.SETTLE:
+            cls.seen = at
+        return cls.cwd
+
+
+_opts_cache: tuple[str, dict] = ("", {})  # (cwd, the opts of a call with no special kwargs)
+
+
+def _plain_opts(cwd: str) -> dict:
+    """The opts of a call without walltime, inputs, outputs or streams: one dict per working
+    directory, shared by all such calls (read-only).  (Tuples: the task header is JSON,
+    where they are the lists they stand for.)"""
+    global _opts_cache
+    last = _opts_cache
+    if last[0] == cwd:
+        return last[1]
+    opts = {"cwd": cwd, "outputs": (), "inputs": ()}
+    _opts_cache = (cwd, opts)
+    return opts
+
+
+@dataclass(eq=False, slots=True)
 class TaskRecord:
+    """One app call.  Kept as long as its future: small on purpose (slots; the empty
+    sequences, and opts of calls made in the same directory, are shared: read-only)."""
     key: str
     name: str
     kind: str  # "python" | "bash" | "join"
@@ -35,12 +103,12 @@ class TaskRecord:
     args: tuple
     kwargs: dict
     opts: dict
-    outputs: list
+    outputs: list | tuple
     executor: Any
     retries: int = 0
     retry_handler: Any = None
-    waits_on: list = field(default_factory=list)  # AppFutures this task depends on
-    deps: list = field(default_factory=list)  # keys of deps the executor wires itself
+    waits_on: list | tuple = ()  # AppFutures this task depends on
+    deps: list | tuple = ()  # keys of deps the executor wires itself
     future: AppFuture | None = None
 
     @property
@@ -61,9 +129,16 @@ class DataFlowKernel:
         if not self.executors:
             raise ConfigError("Config(executors=[...]) is empty; give at least one executor")
         self._lock = threading.Lock()
-        self._ordinals: Counter[bytes] = Counter()
+        # Identical calls seen so far, by the first 8 bytes of their digest (an int is half
+        # the size of the digest; two digests sharing them only shift an ordinal).
+        self._ordinals: Counter[int] = Counter()
         self._cached: dict[str, AppFuture] = {}
-        self._live: set[AppFuture] = set()
+        # Every future not known to be done, for wait_for_current_tasks: weak references
+        # (a future nobody holds any more is freed with its result, as before), the dead
+        # and done ones dropped whenever the list has doubled (no per-future callback).
+        self._live: list[weakref.ref[AppFuture]] = []
+        self._live_max = 1024
+        _Cwd.install()
         self._joins = _Threads(max_workers=4, thread_name_prefix="farm-join")
         self._closed = False
         for ex in self.executors.values():
@@ -84,8 +159,14 @@ class DataFlowKernel:
         if self._closed:
             raise ConfigError("this DataFlowKernel was cleaned up; call farm.load() again")
         ex = self._executor_for(app) if app.kind != "join" else None  # joins run here
-        kwargs = {**{k: v for k, v in app.defaults.items() if k not in kwargs}, **kwargs}
-        hashed = {k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
+        if app.defaults:
+            kwargs = {**{k: v for k, v in app.defaults.items() if k not in kwargs}, **kwargs}
+        elif kwargs:
+            kwargs = dict(kwargs)  # (_make_task may change it: not the caller's)
+        else:
+            kwargs = _NO_KWARGS
+        hashed = ({k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
+                  if app.ignore_for_cache else kwargs)
         digest = call_digest(app.identity, args, hashed)
         cache = app.cache and self.config.app_cache
         with self._lock:
@@ -94,25 +175,25 @@ class DataFlowKernel:
                 if key in self._cached:
                     return self._cached[key]
             else:
-                key = task_key(digest, self._ordinals[digest])
-                self._ordinals[digest] += 1
+                seen = int.from_bytes(digest[:8], "little")
+                key = task_key(digest, self._ordinals[seen])
+                self._ordinals[seen] += 1
         task = self._make_task(app, ex, key, args, kwargs)
         fut = task.future = AppFuture(task)
         with self._lock:
             if cache:
                 self._cached[key] = fut
-            self._live.add(fut)
-        fut.add_done_callback(self._discard)
+            live = self._live
+            live.append(weakref.ref(fut))
+            if len(live) >= self._live_max:
+                live[:] = [r for r in live if (f := r()) is not None and not f.done()]
+                self._live_max = max(1024, 2 * len(live))
         pending = [f for f in task.waits_on if not (task.kind != "join" and ex.native(f))]
         if not pending:
             self._launch(task)
         else:
             self._when_done(pending, lambda: self._launch(task))
         return fut
-
-    def _discard(self, fut: Future) -> None:
-        with self._lock:
-            self._live.discard(fut)
 
     def _executor_for(self, app):
         if app.executors == "all":
@@ -124,7 +205,14 @@ class DataFlowKernel:
                           f"has only {list(self.executors)}")
 
     def _make_task(self, app, ex, key, args, kwargs) -> TaskRecord:
-        opts: dict[str, Any] = {"cwd": os.getcwd()}
+        cwd = _Cwd.get()
+        if not kwargs:  # the common case: no special kwargs (no kwargs at all)
+            return TaskRecord(key=key, name=app.name, kind=app.kind, func=app.func,
+                              args=args, kwargs=kwargs, opts=_plain_opts(cwd), outputs=(),
+                              executor=ex, retries=self.config.retries,
+                              retry_handler=self.config.retry_handler,
+                              waits_on=self._waits_on(args))
+        opts: dict[str, Any] = {"cwd": cwd}
         walltime = kwargs.get("walltime")
         if walltime is not None:
             if not isinstance(walltime, (int, float)) or walltime <= 0:
@@ -154,16 +242,25 @@ class DataFlowKernel:
                 opts[stream] = [os.path.abspath(os.fspath(spec[0])), spec[1]]
                 if stream in app.params:
                     kwargs[stream] = opts[stream][0]
-        waits_on = []
-        for v in list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []):
-            if isinstance(v, DataFuture):
-                v = v.parent
-            if isinstance(v, AppFuture) and v not in waits_on:
-                waits_on.append(v)
+        if walltime is None and not outputs and not opts["inputs"] and len(opts) == 3:
+            opts = _plain_opts(cwd)  # (no stdout, no stderr either)
+        waits_on = self._waits_on(
+            list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []))
         return TaskRecord(key=key, name=name, kind=app.kind, func=app.func, args=args,
                           kwargs=kwargs, opts=opts, outputs=outputs, executor=ex,
                           retries=self.config.retries, retry_handler=self.config.retry_handler,
                           waits_on=waits_on)
+
+    @staticmethod
+    def _waits_on(values) -> list | tuple:
+        """The AppFutures among values (a DataFuture stands for its app's), each once."""
+        waits_on: list[AppFuture] = []
+        for v in values:
+            if isinstance(v, DataFuture):
+                v = v.parent
+            if isinstance(v, AppFuture) and v not in waits_on:
+                waits_on.append(v)
+        return waits_on or ()
 
     def _when_done(self, futures: list[Future], then) -> None:
         left = [len(futures)]
@@ -191,23 +288,28 @@ class DataFlowKernel:
             fut.set_exception(DependencyError(failed, task.label))
             return
 
+        deps: list[str] = []
+
         def wire(v):
             if isinstance(v, DataFuture):
-                if native and ex.native(v.parent) and v.parent.key not in task.deps:
-                    task.deps.append(v.parent.key)
+                if native and ex.native(v.parent) and v.parent.key not in deps:
+                    deps.append(v.parent.key)
                 return v.file_obj
             if isinstance(v, AppFuture):
                 if native and ex.native(v):
-                    if v.key not in task.deps:
-                        task.deps.append(v.key)
+                    if v.key not in deps:
+                        deps.append(v.key)
                     return DepRef(v.key)
                 return v.result()
             return v
 
-        task.args = tuple(wire(a) for a in task.args)
-        task.kwargs = {k: wire(v) for k, v in task.kwargs.items()}
-        if isinstance(task.kwargs.get("inputs"), (list, tuple)):
+        if task.waits_on:  # (else there is nothing to wire)
+            task.args = tuple(wire(a) for a in task.args)
+            task.kwargs = {k: wire(v) for k, v in task.kwargs.items()}
+        if isinstance(task.kwargs.get("inputs"), (list, tuple)):  # (the app gets a list)
             task.kwargs["inputs"] = [wire(v) for v in task.kwargs["inputs"]]
+        if deps:
+            task.deps = deps
         if task.kind == "join":
             self._joins.submit(self._run_join, task)
         else:
@@ -256,7 +358,7 @@ class DataFlowKernel:
         """Block until every task submitted so far has finished (successfully or not)."""
         import concurrent.futures
         with self._lock:
-            live = list(self._live)
+            live = [f for r in self._live if (f := r()) is not None]
         concurrent.futures.wait(live, timeout=timeout)
 
     def cleanup(self) -> None:

@@ -387,13 +387,17 @@ class SpoolExecutor:
                 self._ensure_blocks()  # queued by an earlier driver: make sure pools run it
 
     def _header(self, task: TaskRecord) -> dict[str, Any]:
-        h: dict[str, Any] = {"key": task.key, "name": task.name, "kind": task.kind,
-                             "app": self._app_id(task.func), "deps": task.deps,
-                             "retries": task.retries, "created": time.time()}
-        if task.retry_handler is not None:
-            h["retry_handler"] = self._app_id(task.retry_handler)
-        h.update(task.opts)
-        return h
+        # One dict display, in the order the header always had (key ... created,
+        # retry_handler, then the opts: cwd, walltime, outputs, inputs, stdout, stderr).
+        # task.deps and opts values may be tuples: JSON writes them as the lists they are.
+        app = self._app_id(task.func)
+        if task.retry_handler is None:
+            return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
+                    "deps": task.deps, "retries": task.retries, "created": time.time(),
+                    **task.opts}
+        return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
+                "deps": task.deps, "retries": task.retries, "created": time.time(),
+                "retry_handler": self._app_id(task.retry_handler), **task.opts}
 
     def _app_id(self, func) -> str:
         """Store each app's pickled function once per spool (named by its hash)."""
@@ -592,7 +596,12 @@ def _not_submitted(task: TaskRecord, e: OSError) -> SpoolError:
                       "lost: fix this and run the script again")
 
 
+_NO_ARGS = pickle.dumps(((), {}), protocol=5)  # the body of every call without arguments
+
+
 def _pickle_args(task: TaskRecord) -> bytes:
+    if not task.args and not task.kwargs:
+        return _NO_ARGS
     try:
         # Plain pickle is several times faster; it refers to classes and functions by
         # module and name, which is wrong only for __main__ (the pool's __main__ is not
