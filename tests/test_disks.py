@@ -76,6 +76,7 @@ def test_read_only_spool(small_fs, pools, monkeypatch, tmp_path):
     farm.load(spool_config(small_fs / "s", blocks=0))
     spool = farm.dfk().executors["spool"].spool
     f = add(5, 5)
+    farm.flush()  # in the spool before it turns read-only
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
     log = open(tmp_path / "pool.log", "w")
     pool = pools.start(spool.path, "--workers", "1", "--idle-timeout", "60", log=log)
