@@ -42,21 +42,23 @@ class GatedQueue:
         self.gate.set()
 
 
-def gated(ex) -> GatedQueue:
+def gated_driver(tmp_path, monkeypatch):
+    """A driver with no pool (the test starts them), whose app calls queue up until the
+    test opens the gate: (executor, gate)."""
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))
+    ex = farm.dfk().executors["spool"]
     old, ex.outbox = ex.outbox, GatedQueue()
     done = threading.Event()
     old.put(done)  # the writer, blocked on the old queue, moves on to the gated one
     assert done.wait(10)
     ex.slots = 1  # bundles of half the queued calls, at most 64
-    return ex.outbox
+    return ex, ex.outbox
 
 
 def test_a_worker_killed_in_a_bundle_charges_only_the_task_it_was_running(
         tmp_path, pools, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    farm.load(spool_config(tmp_path / "s", blocks=0))
-    ex = farm.dfk().executors["spool"]
-    gate = gated(ex)
+    ex, gate = gated_driver(tmp_path, monkeypatch)
 
     @python_app
     def task(i):
@@ -84,10 +86,7 @@ def test_a_worker_killed_in_a_bundle_charges_only_the_task_it_was_running(
 
 
 def test_long_tasks_of_a_bundle_are_shared_out_to_idle_workers(tmp_path, pools, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    farm.load(spool_config(tmp_path / "s", blocks=0))
-    ex = farm.dfk().executors["spool"]
-    gate = gated(ex)
+    ex, gate = gated_driver(tmp_path, monkeypatch)
 
     @python_app
     def slow(i):
@@ -187,10 +186,7 @@ def test_a_damaged_bundle_fails_its_tasks_when_they_are_entered_again(tmp_path):
 
 def test_dependents_of_bundled_tasks_are_indexed_by_bundle_and_promoted_by_the_pool(
         tmp_path, pools, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    farm.load(spool_config(tmp_path / "s", blocks=0))
-    ex = farm.dfk().executors["spool"]
-    gate = gated(ex)
+    ex, gate = gated_driver(tmp_path, monkeypatch)
 
     @python_app
     def double(i):
