@@ -126,6 +126,7 @@ class Spool:
         self._tmp_count = itertools.count()
         self._status: dict[str, str] = {}  # key -> OK: a success is never reset
         self._queued: tuple[float, set[str]] = (-1e9, set())
+        self._edge_dirs: set[str] = set()  # deps/XX/ENTRY directories known to exist
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -426,17 +427,21 @@ class Spool:
         entry = entry or dep
         d = self.p("deps", shard(entry), entry)
         name = key if entry == dep else f"{dep}.{key}"
-        for attempt in range(2):
+        # Index directories are never removed: one this process made (or found) stays, and
+        # a dep's first edge costs a mkdir and a create, the next ones a create.
+        if d not in self._edge_dirs:
             try:
-                fs.create(os.path.join(d, name), b"", exclusive=True)
-                return
-            except FileExistsError:
-                return
-            except FileNotFoundError:
-                if attempt:
-                    raise
-                fs.mkdir(os.path.dirname(d))  # first edge of dep (or of its shard)
                 fs.mkdir(d)
+            except FileNotFoundError:
+                fs.mkdir(os.path.dirname(d))  # the first index directory of its shard
+                fs.mkdir(d)
+            if len(self._edge_dirs) > 100_000:
+                self._edge_dirs.clear()
+            self._edge_dirs.add(d)
+        try:
+            fs.create(os.path.join(d, name), b"", exclusive=True)
+        except FileExistsError:
+            pass
 
     # -- claims -----------------------------------------------------------------------------
 
