@@ -1,10 +1,12 @@
 """The worker pool: the process ``farm pool SPOOL`` that a launcher starts, one per node.
 
 A pool is a manager process and N forked worker processes.  Each worker claims ready tasks
-itself (one rename each), runs them, publishes the result and promotes the dependents it
-made runnable, running the first of those next.  The manager only supervises: it restarts
-dead workers (their task is retried or fails with WorkerLost), writes the heartbeat, and
-decides when the pool ends (idle past its limit, spool shutdown, SIGTERM).
+itself (one rename each, for a task or a bundle of them), runs them, publishes the results
+(a bundle's in batches, by a thread of its own) and promotes the dependents it made
+runnable, running the first of those next.  The manager only supervises: it restarts dead
+workers (their task is retried or fails with WorkerLost), writes the heartbeat, tells the
+workers when the pool is cold (idle for WARM_IDLE: then only worker 0 polls), and decides
+when the pool ends (idle past its limit, spool shutdown, SIGTERM).
 
 kill -9 of a worker: its claim stays in claimed/POOL.W/ and the manager requeues it.
 kill -9 of the manager: workers notice their parent is gone and exit; the claims stay until
