@@ -208,3 +208,27 @@ def test_dependents_of_bundled_tasks_are_indexed_by_bundle_and_promoted_by_the_p
     assert edges and all("." in n for n in edges)  # DEP.DEPENDENT: under their bundle
     pools.start(ex.spool.path, "--workers", "2", "--idle-timeout", "30")
     assert [f.result(60) for f in sums] == [2, 10, 18, 26]
+
+
+def test_a_damaged_task_in_a_bundle_fails_its_dependents_at_once(tmp_path):
+    from farm.pool import Results, Worker
+    spool = Spool.create(tmp_path / "s")
+    a, t = (uuid.uuid4().hex for _ in range(2))
+    assert spool.put_bundle(_items([a])) == []  # (a's failure is the bundle's only result)
+    (bundle,) = spool.ready_names()
+    assert spool.put_task(t, {"key": t, "name": "t", "kind": "python", "app": "x",
+                              "deps": [a]}, b"", "waiting")
+    spool.add_dependent(a, t, bundle)
+    data = open(spool.task_path(a), "rb").read()
+    at = data.index(b'"key":"' + a.encode())  # inside a's record: its signature fails
+    with open(spool.task_path(a), "r+b") as f:
+        f.seek(at + 7)
+        f.write(b"0" if data[at + 7:at + 8] != b"0" else b"1")
+    worker = Worker(spool.path, "w", 0, 1, [0.0, 0.0], [0] * 8)
+    worker.spool, worker.dir = spool, spool.worker_dir("w", 0)
+    worker.results = Results(spool)
+    os.mkdir(worker.dir)
+    worker.run(spool.claim(bundle, worker.dir))
+    assert spool.read_result(a)[0]["status"] == "failed"
+    assert spool.result_status(t) == "dep_failed"  # promoted (failed) by the worker
+    assert os.listdir(worker.dir) == []

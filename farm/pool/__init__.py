@@ -115,12 +115,19 @@ class Results:
         with self.cond:
             self.items, self.bundles, self.size = [], set(), 0
 
+    def settle(self, bundle: str) -> None:
+        """Promote the dependents of bundle at the next flush (a task of it got a result
+        some other way: a damaged record's failure)."""
+        with self.cond:
+            self.bundles.add(bundle)
+
     def _flush(self) -> None:
-        if not self.items:
+        if not self.items and not self.bundles:
             return
         # On an error the items stay (a retry publishes them; links made already lose
         # harmlessly); the bundle claim, dropped only after the last flush, stays too.
-        self.spool.publish_results(self.items)
+        if self.items:
+            self.spool.publish_results(self.items)
         bundles = self.bundles
         self.items, self.bundles, self.size = [], set(), 0
         for bid in bundles:  # results first, then the index (the ordering rule)
@@ -323,6 +330,7 @@ class Worker:
                 header, body = self.spool.decode_task(rec, path, key)
             except CorruptFile as e:
                 self.spool.fail_damaged(key, e)
+                self.results.settle(str(index.get("id")))
                 continue
             outcome = self._outcome(path, key, attempt, header, body)
             if outcome is None:
