@@ -93,15 +93,19 @@ def _clear_or_quarantined(spool, header, path):
 @given(how=MUTATIONS)
 def test_corrupt_task_payload(world, signed, how):
     spool, worker = world
-    spool.key = spool.key if signed else None
-    key = _task(spool)
-    path = spool.task_path(key)
-    data = open(path, "rb").read()
-    with open(path, "r+b") as f:  # in place: the ready/ entry is the same inode
-        f.write(mutate(data, how))
-        f.truncate()
-    TRIED[f"task-{how[0]}"] += 1
-    _clear_or_quarantined(spool, _run(spool, worker, key), path)
+    signing_key = spool.key  # (the spool is shared by the module's tests: put it back)
+    spool.key = signing_key if signed else None
+    try:
+        key = _task(spool)
+        path = spool.task_path(key)
+        data = open(path, "rb").read()
+        with open(path, "r+b") as f:  # in place: the ready/ entry is the same inode
+            f.write(mutate(data, how))
+            f.truncate()
+        TRIED[f"task-{how[0]}"] += 1
+        _clear_or_quarantined(spool, _run(spool, worker, key), path)
+    finally:
+        spool.key = signing_key
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
