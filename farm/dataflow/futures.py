@@ -131,25 +131,23 @@ class LightFuture(Future):
             raise RuntimeError("Future in unexpected state")
 
     def set_result(self, result: Any) -> None:
-        with _LOCK:
-            if self._state in _DONE:
-                raise InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._state = FINISHED
-            for w in self._w or ():
-                w.add_result(self)
-            _SHARED.notify_all()  # (nobody waits on it: for a Future method we do not know)
-        self._invoke_callbacks()
+        self._finish(result, None, False)
 
     def set_exception(self, exception: BaseException | None) -> None:
+        self._finish(None, exception, True)
+
+    def _finish(self, result: Any, exception: BaseException | None, failed: bool) -> None:
         with _LOCK:
             if self._state in _DONE:
                 raise InvalidStateError(f"{self._state}: {self!r}")
-            self._exception = exception
+            self._result, self._exception = result, exception
             self._state = FINISHED
             for w in self._w or ():
-                w.add_exception(self)
-            _SHARED.notify_all()
+                if failed:
+                    w.add_exception(self)
+                else:
+                    w.add_result(self)
+            _SHARED.notify_all()  # (nobody waits on it: for a Future method we do not know)
         self._invoke_callbacks()
 
     def _wait(self, timeout: float | None) -> None:
