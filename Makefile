@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test test-min install lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,24 @@ demo: $(BIN)/python
 lint: install
 	$(BIN)/ruff check farm tests examples benchmarks
 
-test: install lint
+test: install lint test-min
 	$(BIN)/python -m pytest -q
+
+# The tests that touch pickling and tracebacks, again on the oldest versions pyproject.toml
+# allows (tests/constraints-min.txt), so that a lower bound is one that was tested.
+MIN := .venv-min/bin
+MIN_TESTS := tests/test_tracebacks.py tests/test_apps.py tests/test_futures.py
+$(MIN)/python:
+	$(PYTHON) -m venv .venv-min
+	$(MIN)/python -m pip install -q --upgrade pip
+
+test-min: $(MIN)/python
+	$(MIN)/python -m pip install -q -c tests/constraints-min.txt -e '.[test]'
+	$(MIN)/python -m pip freeze --exclude-editable | sed 's/^/  min venv: /'
+	$(MIN)/python -m pytest -q -p no:cacheprovider $(MIN_TESTS)
 
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) *.egg-info examples/*.farm
+	rm -rf $(VENV) .venv-min *.egg-info examples/*.farm

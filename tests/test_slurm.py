@@ -67,6 +67,23 @@ def test_pool_under_srun_with_no_network(tmp_path, monkeypatch):
     assert net().result(T).startswith("none")
 
 
+@python_app
+def fails_on_a_node(n):
+    raise ArithmeticError(f"node says {n}")
+
+
+def test_remote_traceback_from_a_slurm_node(tmp_path, monkeypatch):
+    import traceback
+    monkeypatch.chdir(tmp_path)
+    _load(tmp_path)
+    with pytest.raises(ArithmeticError) as info:
+        fails_on_a_node(5).result(T)
+    text = "".join(traceback.format_exception(info.value))
+    line = fails_on_a_node.func.__code__.co_firstlineno + 2  # decorator, def, raise
+    assert f'File "{__file__}", line {line}, in fails_on_a_node' in text, text
+    assert 'raise ArithmeticError(f"node says {n}")' in text
+
+
 def test_bad_partition_quotes_slurm_and_leaves_no_block(tmp_path):
     spool = Spool.create(tmp_path / "s")
     prov = SlurmProvider(partition="nosuchpartition", walltime="00:01:00")

@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from farm import serialize
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.kernel import TaskRecord
 from farm.errors import (
@@ -404,7 +405,7 @@ class SpoolExecutor:
         app_id = self.apps.get(id(func))
         if app_id is None:
             try:
-                blob = cloudpickle.dumps(func)
+                blob = serialize.dumps(func)
             except Exception as e:
                 raise SerializationError(f"app {getattr(func, '__name__', func)} cannot be "
                                          f"pickled: {type(e).__name__}: {e}") from e
@@ -612,7 +613,7 @@ def _pickle_args(task: TaskRecord) -> bytes:
     except Exception:
         pass
     try:
-        return cloudpickle.dumps((task.args, task.kwargs))
+        return serialize.dumps((task.args, task.kwargs))
     except Exception as e:
         culprit = "an argument"
         named = [(f"argument {i}", a) for i, a in enumerate(task.args)]

@@ -29,6 +29,7 @@ from typing import Any
 
 import cloudpickle
 
+from farm import serialize
 from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
 from farm.pool import execute, resources
@@ -459,7 +460,7 @@ class Worker:
                     f"app {header.get('name')} was pickled by Python {made_by}; this pool "
                     f"on {self.host} runs Python {here}. Run pools with the driver's Python")
             try:
-                func = cloudpickle.loads(body)
+                func = serialize.loads(body)
             except Exception as e:
                 raise SerializationError(
                     f"cannot load app {app_id[:12]} on {self.host}: {type(e).__name__}: {e}. "
