@@ -1,6 +1,6 @@
-"""Visibility delays: with fault injection making other processes' new files invisible half
-the time for their first second (as NFS caches do), a workflow still finishes with the right
-answer, no task failed or lost, and no task run twice."""
+"""Visibility delays: with every process acting as an NFS client that caches "no such file"
+for 30 s (fault injection, farm.spool.fs), a workflow still finishes with the right answer,
+no task failed or lost, and no task run twice."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ SCRIPT = textwrap.dedent("""
     from farm import File, bash_app, python_app
     from farm.executors import SpoolExecutor
     from farm.providers import LocalProvider
-    from farm.spool import fs
 
     @python_app
     def leaf(i):
@@ -36,12 +35,12 @@ SCRIPT = textwrap.dedent("""
     with farm.load(farm.Config(executors=[ex])):
         outs = [double(leaf(i), outputs=[File(f"work/{i}")]).outputs[0] for i in range(40)]
         t = total(inputs=outs)
-        print("answer", t.result(timeout=240), "hidden", fs.OPS["hidden"], flush=True)
+        print("answer", t.result(timeout=240), flush=True)
 """)
 
 
 def test_workflow_survives_visibility_delays(tmp_path, monkeypatch):
-    monkeypatch.setenv("FARM_FAULTS", "hide=0.5:1.0")
+    monkeypatch.setenv("FARM_FAULTS", "negcache=30")
     for d in ("runs", "work"):
         (tmp_path / d).mkdir()
     (tmp_path / "w.py").write_text(SCRIPT)
@@ -49,7 +48,6 @@ def test_workflow_survives_visibility_delays(tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     words = r.stdout.split()
     assert words[:2] == ["answer", str(2 * sum(range(40)))], r.stdout
-    assert int(words[3]) > 0  # faults were injected in the driver
     runs = [n.split(".")[0] for n in os.listdir(tmp_path / "runs")]
     assert len(runs) == 40 and len(set(runs)) == 40  # nothing ran twice
     from farm.spool import Spool

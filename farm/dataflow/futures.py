@@ -10,6 +10,7 @@ works on them as on any Future.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import (
@@ -271,3 +272,23 @@ class DataFuture(LightFuture):
 
     def __repr__(self) -> Any:
         return f"<DataFuture {self.file_obj.filepath} of {self.parent.task.label}>"
+
+
+def when_all_done(futures: list[Future], then: Callable[[], None]) -> None:
+    """Call then() once every future is done (at once if none is pending), in the thread
+    that finishes the last of them."""
+    if not futures:
+        then()
+        return
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_):
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()
+
+    for f in futures:
+        f.add_done_callback(one_done)

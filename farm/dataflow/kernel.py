@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
-from farm.dataflow.futures import AppFuture, DataFuture
+from farm.dataflow.futures import AppFuture, DataFuture, when_all_done
 from farm.dataflow.keys import call_digest, task_key
 from farm.errors import ConfigError, DependencyError
 
@@ -192,7 +192,7 @@ class DataFlowKernel:
         if not pending:
             self._launch(task)
         else:
-            self._when_done(pending, lambda: self._launch(task))
+            when_all_done(pending, lambda: self._launch(task))
         return fut
 
     def _executor_for(self, app):
@@ -262,20 +262,6 @@ class DataFlowKernel:
                 waits_on.append(v)
         return waits_on or ()
 
-    def _when_done(self, futures: list[Future], then) -> None:
-        left = [len(futures)]
-        lock = threading.Lock()
-
-        def one_done(_):
-            with lock:
-                left[0] -= 1
-                last = left[0] == 0
-            if last:
-                then()
-
-        for f in futures:
-            f.add_done_callback(one_done)
-
     def _launch(self, task: TaskRecord) -> None:
         """All non-native deps are done: fail on a failed one, else wire and submit."""
         fut = task.future
@@ -343,7 +329,7 @@ class DataFlowKernel:
                 fut.set_result(values if many else values[0])
 
         if inner_list:
-            self._when_done(inner_list, finish)
+            when_all_done(inner_list, finish)
         else:
             fut.set_result([])
 

@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 
 from farm import serialize
-from farm.dataflow.futures import AppFuture
+from farm.dataflow.futures import AppFuture, when_all_done
 from farm.dataflow.kernel import TaskRecord
 from farm.errors import (
     ConfigError,
@@ -117,9 +117,16 @@ class SpoolExecutor:
         self.fresh = fresh
         self.me = driver_identity()
         self.spool.acquire_driver(self.me)
-        if not fresh and (n := self.spool.recover_bundles()):
-            print(f"farm: entered {n} tasks a killed driver had left half submitted",
-                  file=sys.stderr)
+        # Keys that had a result when this driver started: one listing per shard, fresh (a
+        # lookup by name could be answered from a stale cache on NFS).  A key not in it
+        # that is in the spool is looked at again, properly, when its link fails.
+        self.had_result: set[str] = set()
+        if not fresh:
+            self.spool.ensure_shards()
+            self.had_result = self.spool.result_keys()
+            if n := self.spool.recover_bundles():
+                print(f"farm: entered {n} tasks a killed driver had left half submitted",
+                      file=sys.stderr)
         self.beats = 0
         self.fenced = False
         self.spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
@@ -169,7 +176,7 @@ class SpoolExecutor:
         if self.fresh:
             print(f"farm: new spool {shown}", file=sys.stderr)
             return
-        c = self.spool.counts()
+        c = self.spool.counts(results=len(self.had_result))
         queued = c["waiting"] + c["ready"] + c["running"]
         print(f"farm: resuming spool {shown}: {c['results']} of {c['tasks']} tasks already "
               f"done, {queued} queued or running", file=sys.stderr)
@@ -290,10 +297,12 @@ class SpoolExecutor:
             if not f.done() or f.exception() is not None:
                 return False
         try:
-            if not self.fresh and (self.spool.result_status(task.key) is not None
-                                   or fs.stat(self.spool.task_path(task.key)) is not None):
+            # (a hint for the task file: a link of the bundle decides, and a key that
+            # existed is attached as any other)
+            if not self.fresh and (task.key in self.had_result
+                                   or fs.peek(self.spool.task_path(task.key), 0) is not None):
                 return False
-        except (OSError, FarmError):
+        except OSError:
             return False  # (written on its own, which reports the error)
         with self.lock:
             self.pending.setdefault(task.key, []).append(task.future)
@@ -305,6 +314,7 @@ class SpoolExecutor:
         if not group:
             return
         items = [(t.key, h, b) for t, h, b in group]
+        tasks = {t.key: t for t, _, _ in group}
         group.clear()
         try:
             if len(items) == 1:
@@ -320,13 +330,12 @@ class SpoolExecutor:
                                            "again"))
             return
         self.stats["submitted"] += len(items) - len(existed)
-        self.stats["attached"] += len(existed)
         for key, header, _ in items:
             if header.get("bundle") and key not in existed:
                 self.bundle_of[key] = header["bundle"]
         self._ensure_blocks()
-        for key in existed:  # (a race with another writer of the spool: attach)
-            self._resolve_if_done(key)
+        for key in existed:  # (in the spool already, though not visible here at first)
+            self._attach(tasks[key], {}, True)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every app call made so far is in the spool; False on timeout."""
@@ -346,7 +355,7 @@ class SpoolExecutor:
         key = task.key
         rerun = False
         status = None
-        if not self.fresh:
+        if key in self.had_result:
             status = self.spool.result_status(key)
             if status is not None and status != OK and self.rerun_failed \
                     and key not in self.reran:
@@ -361,6 +370,8 @@ class SpoolExecutor:
             self.pending.setdefault(key, []).append(task.future)
         if rerun:
             self._ensure_blocks()
+            if task.deps:
+                self._backstop(task)  # (rerun's own promotion reads results: a hint)
             return
         if status is not None and self._resolve(key):
             self.stats["done_before"] += 1
@@ -378,14 +389,21 @@ class SpoolExecutor:
             if not ready:
                 self._index_deps(task, done)
         else:
-            # Already in the spool (resume, or a cached duplicate): attach, don't resubmit.
-            self.stats["attached"] += 1
-            if self._resolve_if_done(key):
-                return
-            if self.spool.is_orphan(key):
-                self._enqueue(task, done, ready)
-            else:
-                self._ensure_blocks()  # queued by an earlier driver: make sure pools run it
+            self._attach(task, done, ready)
+
+    def _attach(self, task: TaskRecord, done: dict[str, bool], ready: bool) -> None:
+        """The task is in the spool already (resume, or a cached duplicate): attach to it,
+        don't submit it again.  Its result and its state are looked up for sure here (a
+        first look may have been answered from a stale cache)."""
+        self.stats["attached"] += 1
+        if self._resolve_if_done(task.key):
+            return
+        if self.spool.is_orphan(task.key):
+            self._enqueue(task, done, ready)
+        else:
+            self._ensure_blocks()  # queued by an earlier driver: make sure pools run it
+            if task.deps:
+                self._backstop(task)  # (it may wait for dependencies done before)
 
     def _header(self, task: TaskRecord) -> dict[str, Any]:
         # One dict display, in the order the header always had (key ... created,
@@ -424,12 +442,32 @@ class SpoolExecutor:
 
     def _index_deps(self, task: TaskRecord, done: dict[str, bool]) -> None:
         # Protocol order (docs/spool-format.md): waiting/ entry, then the dependents index,
-        # then one re-check: a dep that finished before its edge existed is caught here.
+        # then the backstop: a dep that finished before its edge existed is caught there.
         for d in task.deps:
             if not done.get(d, False):
                 entry = self.bundle_of.get(d) or (d if self.fresh else self.spool.entry_of(d))
                 self.spool.add_dependent(d, task.key, entry)
-        self.spool.try_promote(task.key)
+        self._backstop(task)
+
+    def _backstop(self, task: TaskRecord) -> None:
+        """Once this driver has seen the outcome of each of task's dependencies, move the
+        task out of waiting/ itself (Spool.advance: one rename, which fails harmlessly if
+        a pool did it first, or a dependency failure).
+
+        This is what makes promotion certain: a completer that lists the dependents of a
+        task it finished misses an edge made just after its listing, or one its node
+        cannot see yet (NFS), and a completer may not see another dependency's result
+        yet; this driver, which wrote every edge, sees every outcome.  Costs no read."""
+        deps = [f for f in task.waits_on if self.native(f) and f.key in task.deps]
+
+        def promote() -> None:
+            failed = [f.key for f in deps if f.exception() is not None]
+            try:
+                self.spool.advance(task.key, failed, task.name)
+            except Exception as e:  # the sweeps promote it later
+                log.error("farm: cannot promote %s: %s", task.label, e)
+
+        when_all_done(deps, promote)
 
     # -- results ----------------------------------------------------------------------------
 
@@ -529,11 +567,13 @@ class SpoolExecutor:
             self.spool.drop_notice(name)
 
     def _check_pending(self) -> None:
-        """Find results whose notice was lost (a pool died between the two steps)."""
+        """Find results whose notice was lost (a pool died between the two steps).  A
+        result not visible here yet is found at the next check (a hint is enough)."""
         with self.lock:
             keys = list(self.pending)
         for key in keys:
-            self._resolve_if_done(key)
+            if self.spool.peek_status(key) is not None:
+                self._resolve(key)
 
     def _resolve_if_done(self, key: str) -> bool:
         return self.spool.result_status(key) is not None and self._resolve(key)

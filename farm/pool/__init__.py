@@ -529,6 +529,7 @@ class Pool:
         self.beats = 0
         self.ops = [self.ctx.Array("q", len(OPKEYS)) for _ in range(self.nworkers)]
         self.counter = 0
+        self.last_beat = time.monotonic()  # when our heartbeat was last written
         self.stopping = ""
         self.watch = PoolWatch(self.spool, me=self.id)
         self.sweep_period = sweep
@@ -569,7 +570,10 @@ class Pool:
             self.beats += 1
             self.next_beat = now + (min(3 * self.heartbeat_period, self.lease / 4) if cold
                                     else self.heartbeat_period)
-            if self.spool.is_fenced(self.id):
+            # An observer declares a pool dead only after its heartbeat stood still for a
+            # lease; after a shorter gap between our own beats none can have, and the
+            # check (a listing of pools/) is skipped.
+            if now - self.last_beat > self.lease / 2 and self.spool.is_fenced(self.id):
                 self.stopping = "an observer declared this pool dead (it was silent)"
                 return
             self._beat("running")
@@ -687,3 +691,4 @@ class Pool:
             "block_end": self.limits.end,
             "draining": self.limits.draining(),
         })
+        self.last_beat = time.monotonic()

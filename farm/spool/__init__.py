@@ -11,7 +11,10 @@ Layout and state machine are documented in docs/spool-format.md; the short versi
     deps/XX/KEY/DEPENDENT   empty file: DEPENDENT waits for KEY
 
 A state change is one rename or link.  Who wins a race is decided by that call alone; a
-stat or listdir made before it is only a hint (on NFS it may be seconds out of date).
+stat or listdir made before it is only a hint (on NFS it may be seconds out of date).  That
+a file is missing is decided only by fs (a lookup confirmed by a fresh listing) or by a
+rename, link or O_EXCL outcome; ``peek_status`` and ``fs.peek`` are hints, used only where a
+later look is certain (each use says why).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ log = logging.getLogger("farm.spool")
 
 DIRS = ("tmp", "apps", "tasks", "waiting", "ready", "claimed", "results", "notices", "deps",
         "attempts", "pools", "blocks", "out", "logs", "quarantine", "control")
-SHARDED = ("tasks", "results", "deps", "out")
+# Made with the spool: a shard directory made on first use is one that other nodes may have
+# looked up and cached as missing (NFS), and would not see for seconds.
+SHARDED = ("tasks", "results", "deps")
 SHARDS = [f"{i:02x}" for i in range(256)]
 
 OK, FAILED, DEP_FAILED = "ok", "failed", "dep_failed"
@@ -147,7 +152,10 @@ class Spool:
             )
         os.chmod(path, 0o700)
         for d in DIRS:
-            fs.mkdir(os.path.join(path, d))  # shard directories are made when first used
+            fs.mkdir(os.path.join(path, d))
+        for d in SHARDED:
+            for s in SHARDS:
+                fs.mkdir(os.path.join(path, d, s))
         info = {
             "format": records.FORMAT,
             "farm": _version(),
@@ -161,6 +169,15 @@ class Spool:
         # directory that the next create() finishes.
         fs.rename(tmp, meta)
         return cls(path)
+
+    def ensure_shards(self) -> None:
+        """Make the shard directories a spool made by an older farm lacks (they used to be
+        made on first use): one listing per sharded directory."""
+        for d in SHARDED:
+            have = set(fs.listdir(self.p(d)))
+            for s in SHARDS:
+                if s not in have:
+                    fs.mkdir(self.p(d, s))
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -219,7 +236,8 @@ class Spool:
 
     def put_app(self, app_id: str, header: dict[str, Any], body: bytes) -> None:
         path = self.p("apps", app_id)
-        if fs.stat(path) is None:
+        # (a hint: if the app is there but not visible here, the link below says so)
+        if fs.peek(path, 0) is None:
             self._publish(path, records.encode("APP", header, body, self.key))
 
     def read_app(self, app_id: str) -> tuple[dict[str, Any], bytes]:
@@ -416,10 +434,19 @@ class Spool:
     def dependents(self, key: str, entry: str | None = None) -> list[str]:
         """The tasks indexed as waiting for key (entry: key's bundle, if known)."""
         entry = entry or key
-        names = fs.listdir(self.p("deps", shard(entry), entry))
+        names = self._edges(entry)
         if entry == key:
             return names
         return [n[33:] for n in names if n.startswith(key) and n[32:33] == "."]
+
+    def _edges(self, entry: str) -> list[str]:
+        """The names in deps/XX/ENTRY, or [] if this node cannot see it.  A hint: [] may be
+        stale if this node looked the name up before a driver made it, which a driver
+        makes up for: it promotes a dependent itself once it has seen all its
+        dependencies succeed (SpoolExecutor._backstop); and sweeps promote what waits.  A
+        confirmed [] would cost a listing of the whole shard for every task that has no
+        dependents, which is most tasks."""
+        return fs.peek_names(self.p("deps", shard(entry), entry))
 
     def add_dependent(self, dep: str, key: str, entry: str | None = None) -> None:
         """Index key as waiting for dep: deps/XX/DEP/KEY, or deps/XX/BID/DEP.KEY when dep
@@ -610,12 +637,23 @@ class Spool:
         return recs if is_bundle(name) else [(k, r) for k, r in recs if k == name]
 
     def result_status(self, key: str) -> str | None:
-        """ok / failed / dep_failed, or None while key has no result.  Successes are
-        cached (never reset); failures are not (rerun() may move them away)."""
+        """ok / failed / dep_failed, or None while key has no result (confirmed by a fresh
+        listing of its shard).  Successes are cached (never reset); failures are not
+        (rerun() may move them away)."""
+        return self._result_status(key, fs.read)
+
+    def peek_status(self, key: str) -> str | None:
+        """result_status, where None is a hint: the result may exist but not be visible
+        here yet.  For checks that are repeated until they see it (promotions, which the
+        driver and sweeps redo; the driver's periodic look at its pending keys) and for
+        first guesses that a link or rename then decides."""
+        return self._result_status(key, fs.peek)
+
+    def _result_status(self, key: str, read) -> str | None:
         status = self._status.get(key)
         if status is None:
             path = self.result_path(key)
-            data = _read_head(path)
+            data = _read_head(path, read)
             if data is None:
                 return None
             try:
@@ -626,6 +664,10 @@ class Spool:
                 if len(self._status) > 500_000:
                     self._status.clear()
                 self._status[key] = status
+            elif fs.absent(path):
+                # A failure may have been moved away by a rerun, and this node may still
+                # see the old file (NFS): trust a failure only if a listing shows it.
+                return None
         return status
 
     def notices(self) -> list[str]:
@@ -673,7 +715,7 @@ class Spool:
                 self.add_dependent(d, k, self.entry_of(d))
             self.enqueue(k, ready=not pending)
             if pending:
-                self.try_promote(k)  # the ordering rule: entry, edges, then one re-check
+                self.try_promote(k)  # entry, edges, then one look (a driver's backstop too)
             requeued.append(k)
             work += [t for t in self.dependents(k, header.get("bundle"))
                      if self.result_status(t) == DEP_FAILED]
@@ -702,9 +744,9 @@ class Spool:
         """settle_dependents for every task of bundle bid that has a result: one listing
         of the bundle's index of dependents, whatever its size."""
         edges = []
-        for name in fs.listdir(self.p("deps", shard(bid), bid)):
+        for name in self._edges(bid):
             dep, _, dependent = name.partition(".")
-            if dependent and self.result_status(dep) is not None:
+            if dependent and self.peek_status(dep) is not None:
                 edges.append((dep, dependent))
         self._settle(edges, None)
 
@@ -726,6 +768,9 @@ class Spool:
         DEP_FAILED, or None (still waiting, or another process moved it first).
 
         The rename out of waiting/ decides who acts: a loser gets ENOENT and does nothing.
+        A dependency's result that is not visible here yet counts as not there (a hint:
+        peek_status): the task then waits for the next promoter, which the driver and the
+        sweeps guarantee.
         """
         try:
             header = self.task_header(key)
@@ -734,14 +779,20 @@ class Spool:
             return DEP_FAILED  # (its dependents are settled as after any failure)
         if header is None:
             return None
-        deps: list[str] = header.get("deps", [])
         failed = []
-        for dep in deps:
-            status = self.result_status(dep)
+        for dep in header.get("deps", []):
+            status = self.peek_status(dep)
             if status is None:
                 return None
             if status != OK:
                 failed.append(dep)
+        return self.advance(key, failed, header.get("name"), claim_into)
+
+    def advance(self, key: str, failed: list[str], name: str | None = None,
+                claim_into: str | None = None) -> str | None:
+        """Move waiting/KEY on, its dependencies all settled (failed: those that did not
+        succeed).  The driver calls this directly when it has seen every dependency's
+        outcome; try_promote after reading them from the spool."""
         src = self.p("waiting", key)
         if failed:
             # The result first (the link decides between racing completers), then the
@@ -749,7 +800,7 @@ class Spool:
             # which the sweep clears.
             names = [self.label(d) for d in failed]
             self.publish_result(key, {
-                "status": DEP_FAILED, "name": header.get("name"), "failed_deps": failed,
+                "status": DEP_FAILED, "name": name, "failed_deps": failed,
                 "error": f"DependencyError: dependencies failed: {', '.join(names)}",
                 "t_end": time.time(),
             })
@@ -770,12 +821,15 @@ class Spool:
         - a ready or claimed entry whose task already has a result is removed (its pool died
           between publishing the result and dropping the claim);
         - stale tmp/ files (over an hour old: nobody is still writing them) are removed.
+
+        Results are looked up with peek_status: a result not visible yet leaves its entry
+        for the next sweep; an entry is only ever removed for a result that was seen.
         """
         counts = {"promoted": 0, "cleared": 0, "tmp": 0, "requeued": 0}
         for key in fs.listdir(self.p("waiting")):
             if not is_entry(key):
                 continue
-            if self.result_status(key) is not None:  # e.g. a dep failure half recorded
+            if self.peek_status(key) is not None:  # e.g. a dep failure half recorded
                 fs.unlink(self.p("waiting", key))
                 counts["cleared"] += 1
             elif self.try_promote(key):
@@ -797,7 +851,7 @@ class Spool:
                             and fs.unlink(os.path.join(d, name)):
                         counts["cleared"] += 1
                         self.settle_bundle(key)
-                elif self.result_status(key) is not None and fs.unlink(os.path.join(d, name)):
+                elif self.peek_status(key) is not None and fs.unlink(os.path.join(d, name)):
                     counts["cleared"] += 1
                     self.settle_dependents(key)
         now = time.time()
@@ -814,7 +868,7 @@ class Spool:
             got = self.read_bundle(path)
         except CorruptFile:
             return False
-        return got is not None and all(self.result_status(k) is not None for k, _ in got[1])
+        return got is not None and all(self.peek_status(k) is not None for k, _ in got[1])
 
     # -- dead workers and pools ----------------------------------------------------------------
 
@@ -887,10 +941,6 @@ class Spool:
         log.warning("pool %s declared dead (%s): %d running task(s) requeued or failed",
                     pool, why, lost)
         return lost
-
-    def is_fenced(self, pool: str) -> bool:
-        """True if an observer declared this pool dead."""
-        return fs.stat(self.p("pools", f"{pool}.dead")) is not None
 
     # -- one driver at a time -------------------------------------------------------------------
 
@@ -971,6 +1021,12 @@ class Spool:
     def write_heartbeat(self, pool: str, info: dict[str, Any]) -> None:
         self.replace(self.p("pools", f"{pool}.yaml"), yaml.safe_dump(info).encode())
 
+    def is_fenced(self, pool: str) -> bool:
+        """True if an observer declared this pool dead.  A fresh listing of pools/ (a stat
+        of POOL.dead could say "not there" for seconds after it appeared, on NFS), so a
+        pool asks only when it was silent long enough to be declared dead (Pool._tick)."""
+        return f"{pool}.dead" in fs.listdir(self.p("pools"))
+
     def heartbeats(self, with_age: bool = False) -> list[dict[str, Any]]:
         """Heartbeat records of registered pools (not of those declared dead).  With
         with_age, each has 'age': seconds since its last write by this machine's clock,
@@ -1031,7 +1087,12 @@ class Spool:
     def shutdown_token(self) -> bytes | None:
         """The current shutdown request (a token), or None.  A pool stops when the token
         differs from the one it saw when it started: a request made before a pool started
-        (a driver that finished, then `farm retry` and a new pool) does not stop it."""
+        (a driver that finished, then `farm retry` and a new pool) does not stop it.
+        control/ is listed first (one call, fresh, where a lookup of a missing name would
+        be answered from the cache: a pool on another NFS client would learn of the
+        request up to 30 s late)."""
+        if "shutdown" not in fs.listdir(self.p("control")):
+            return None
         return fs.read(self.p("control", "shutdown"))
 
     def request_shutdown(self, on: bool = True) -> None:
@@ -1043,15 +1104,20 @@ class Spool:
 
     # -- counting ------------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        """Tasks by state, by listing directories (one listdir per state and shard)."""
+    def counts(self, results: int | None = None) -> dict[str, int]:
+        """Tasks by state, by listing directories (one listdir per state and shard).
+        results: the number of results, if the caller has just counted them."""
         c = {"waiting": len(fs.listdir(self.p("waiting"))),
              "ready": self.ready_tasks(),
              "running": sum(entry_tasks(n) for w in fs.listdir(self.p("claimed"))
                             for n in fs.listdir(self.p("claimed", w)))}
         c["tasks"] = _count_sharded(self, "tasks")
-        c["results"] = _count_sharded(self, "results")
+        c["results"] = _count_sharded(self, "results") if results is None else results
         return c
+
+    def result_keys(self) -> set[str]:
+        """The keys that have a result now: one fresh listing per shard."""
+        return {k for s in SHARDS for k in fs.listdir(self.p("results", s)) if is_entry(k)}
 
     def iter_results(self, keys: Iterable[str] | None = None):
         """(key, header) of every result (or of the given keys that have one)."""
@@ -1141,14 +1207,15 @@ def _yaml(data: bytes | None) -> Any:
         return None
 
 
-def _read_head(path: str) -> bytes | None:
+def _read_head(path: str, read=fs.read) -> bytes | None:
     """Enough of a record to decode its header (magic line and header line), read in one
     go in the common case: headers are small, bodies may be large.  A bundle is read whole
-    (the record wanted may be anywhere in it; bundles hold only small records)."""
-    data = fs.read(path, HEAD)
+    (the record wanted may be anywhere in it; bundles hold only small records).  read:
+    fs.read, or fs.peek for a hint."""
+    data = read(path, HEAD)
     if data is not None and len(data) == HEAD and (
             records.is_bundle(data) or data.count(b"\n", 0, HEAD) < 2):
-        data = fs.read(path)
+        data = read(path)
     return data
 
 

@@ -1,47 +1,79 @@
-"""Counted filesystem calls.
+"""Counted filesystem calls, and the one rule for deciding that a file is missing.
 
 Every metadata operation the spool makes goes through this module, so each process can say
 how many creates, renames, links, unlinks, stats, listdirs and opens it cost (shared
 filesystems charge per operation; see docs/spool-format.md and the benchmarks).
+
+**Network filesystems lie about absence.**  A Linux NFS client that looked a name up and
+found nothing keeps that answer ("negative dentry") for up to ~30 s, also after another
+node created the file; a stat or an open then says ENOENT though the file is there.  A
+listing of the directory goes to the server (opendir revalidates it) and drops those stale
+answers.  So in this module a lookup that says ENOENT is never the answer: ``read``,
+``stat`` and ``listdir`` confirm it with a fresh listing of the parent directory (and of
+its parent, when the directory itself looked missing), and look again if the name is there.
+"Missing" is otherwise decided only by the outcome of a rename, link or O_EXCL create.
+
+``peek`` is the one exception, for polling: its None may be stale, so it is used only where
+a negative answer means "not yet" and something later is bound to look again (see its
+docstring).  A confirmation costs one listing, and only when a lookup failed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import random
 import time
 from collections import Counter
 
 OPS: Counter[str] = Counter()
 
-# Fault injection, for tests of visibility delays: FARM_FAULTS="hide=P:S" makes a file that
-# another process wrote less than S seconds ago invisible to read/stat/listdir with
-# probability P (as NFS clients' caches do).  Files this process wrote or moved itself stay
-# visible to it, as on NFS.
-_HIDE_P, _HIDE_AGE = 0.0, 0.0
-if os.environ.get("FARM_FAULTS", "").startswith("hide="):
-    _p, _, _s = os.environ["FARM_FAULTS"][5:].partition(":")
-    _HIDE_P, _HIDE_AGE = float(_p), float(_s or 1.0)
-_OWN: set[str] = set()
+# Fault injection, for tests: FARM_FAULTS="negcache=S" makes this process behave like an NFS
+# client with a negative lookup cache of S seconds: a stat or open that found nothing keeps
+# saying ENOENT for S seconds (also for paths under it, and for link/rename/create through
+# it), until this process lists the parent directory or itself creates the name.
+_NEG_TTL = 0.0
+if os.environ.get("FARM_FAULTS", "").startswith("negcache="):
+    _NEG_TTL = float(os.environ["FARM_FAULTS"][len("negcache="):] or 30)
+_NEG: dict[str, float] = {}  # path -> when its negative lookup expires
 
 
-def _mine(path: str) -> None:
-    if _HIDE_P:
-        if len(_OWN) > 200_000:
-            _OWN.clear()
-        _OWN.add(path)
+def _stale(path: str) -> bool:
+    """Does a cached negative lookup (of path or a directory above it) answer for path?"""
+    now = time.monotonic()
+    p = path
+    while True:
+        until = _NEG.get(p)
+        if until is not None:
+            if until > now:
+                OPS["stale"] += 1
+                return True
+            del _NEG[p]
+        parent = os.path.dirname(p)
+        if parent == p:
+            return False
+        p = parent
 
 
-def _hidden(path: str) -> bool:
-    if not _HIDE_P or path in _OWN or random.random() >= _HIDE_P:
-        return False
-    try:
-        hide = time.time() - os.stat(path).st_mtime < _HIDE_AGE
-    except OSError:
-        return False
-    OPS["hidden"] += hide
-    return hide
+def _remember_missing(path: str) -> None:
+    # The kernel caches the first component of the path that does not exist.
+    p = path
+    while not os.path.exists(os.path.dirname(p)) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    _NEG[p] = time.monotonic() + _NEG_TTL
+
+
+def _forget(path: str) -> None:
+    _NEG.pop(path, None)
+
+
+def _lookup_failed(path: str) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+
+def _through_cache(path: str) -> None:
+    """With negcache: raise ENOENT as a client with a stale negative entry would."""
+    if _NEG_TTL and _stale(path):
+        raise _lookup_failed(path)
 
 
 class CrossDevice(OSError):
@@ -60,16 +92,20 @@ def _check_xdev(err: OSError, src: str, dst: str) -> None:
 def rename(src: str, dst: str) -> None:
     OPS["rename"] += 1
     try:
+        _through_cache(src)
+        _through_cache(os.path.dirname(dst))
         os.rename(src, dst)
     except OSError as e:
         _check_xdev(e, src, dst)
         raise
-    _mine(dst)
+    _forget(dst)
 
 
 def link(src: str, dst: str) -> None:
     OPS["link"] += 1
     try:
+        _through_cache(src)
+        _through_cache(os.path.dirname(dst))
         os.link(src, dst)
     except OSError as e:
         _check_xdev(e, src, dst)
@@ -79,36 +115,18 @@ def link(src: str, dst: str) -> None:
                           "farm needs to publish each result exactly once; put the spool on "
                           "Lustre, GPFS, NFS, ext4, xfs...", dst) from e
         raise
-    _mine(dst)
+    _forget(dst)
 
 
 def unlink(path: str) -> bool:
-    """Remove path; False if it was already gone."""
+    """Remove path; False if it was already gone (the server's answer: unlink decides)."""
     OPS["unlink"] += 1
     try:
+        _through_cache(path)
         os.unlink(path)
         return True
     except FileNotFoundError:
         return False
-
-
-def stat(path: str) -> os.stat_result | None:
-    OPS["stat"] += 1
-    try:
-        return None if _hidden(path) else os.stat(path)
-    except FileNotFoundError:
-        return None
-
-
-def listdir(path: str) -> list[str]:
-    OPS["listdir"] += 1
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return []
-    if _HIDE_P:
-        names = [n for n in names if not _hidden(os.path.join(path, n))]
-    return names
 
 
 def mkdir(path: str) -> None:
@@ -117,23 +135,13 @@ def mkdir(path: str) -> None:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
-
-
-def read(path: str, limit: int = -1) -> bytes | None:
-    """Whole content (or the first `limit` bytes) of path, or None if it does not exist."""
-    OPS["open"] += 1
-    if _hidden(path):
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except FileNotFoundError:
-        return None
+    _forget(path)
 
 
 def create(path: str, data: bytes, exclusive: bool = False) -> None:
     """Write a new file in one go (used for files in tmp/ and for empty marker files)."""
     OPS["create"] += 1
+    _through_cache(os.path.dirname(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_EXCL if exclusive else 0)
     fd = os.open(path, flags, 0o600)
     try:
@@ -142,7 +150,108 @@ def create(path: str, data: bytes, exclusive: bool = False) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
-    _mine(path)
+    _forget(path)
+
+
+# -- lookups: None or [] only when a fresh listing agrees ------------------------------------
+
+def peek(path: str, limit: int = -1) -> bytes | None:
+    """Content of path (or its first `limit` bytes), or None if this client cannot see it.
+
+    None may be stale (see the module docstring): use it only where "not there" means
+    "not yet" and a later look is certain (a dependency's result while its completer, the
+    driver or a sweep will promote; a payload about to be published by a link that
+    decides).  Never to conclude that something is lost, done or absent."""
+    OPS["open"] += 1
+    try:
+        _through_cache(path)
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        if _NEG_TTL:
+            _remember_missing(path)
+        return None
+
+
+def read(path: str, limit: int = -1) -> bytes | None:
+    """Whole content (or the first `limit` bytes) of path, or None if it does not exist
+    (confirmed by a fresh listing of its directory)."""
+    for _ in range(3):
+        data = peek(path, limit)
+        if data is not None or absent(path):
+            return data
+    raise _still_invisible(path)
+
+
+def stat(path: str) -> os.stat_result | None:
+    """os.stat(path), or None if it does not exist (confirmed by a fresh listing)."""
+    for _ in range(3):
+        OPS["stat"] += 1
+        try:
+            _through_cache(path)
+            return os.stat(path)
+        except FileNotFoundError:
+            if _NEG_TTL:
+                _remember_missing(path)
+            if absent(path):
+                return None
+    raise _still_invisible(path)
+
+
+def listdir(path: str) -> list[str]:
+    """The names in directory path; [] if the directory does not exist (confirmed by a
+    fresh listing of its parent).  A listing is itself fresh: opendir revalidates."""
+    for _ in range(3):
+        try:
+            return _list(path)
+        except FileNotFoundError:
+            if absent(path):
+                return []
+    raise _still_invisible(path)
+
+
+def peek_names(path: str) -> list[str]:
+    """The names in directory path, or [] if this client cannot see the directory: a hint,
+    as peek's None (the listing itself is fresh; a missing directory is not confirmed)."""
+    try:
+        return _list(path)
+    except FileNotFoundError:
+        if _NEG_TTL:
+            _remember_missing(path)
+        return []
+
+
+def absent(path: str) -> bool:
+    """After a lookup of path said ENOENT: True if a fresh listing of its directory agrees,
+    False if the name is there after all (the listing has refreshed this client's view, so
+    a new lookup finds it).  Where the directory itself looks missing, its parent is listed
+    first, and so on up."""
+    parent, name = os.path.split(path)
+    for _ in range(2):
+        try:
+            return name not in _list(parent)
+        except FileNotFoundError:
+            if parent == os.path.dirname(parent) or absent(parent):
+                return True
+    return True  # the directory came and went between two listings: it is not there
+
+
+def _list(path: str) -> list[str]:
+    OPS["listdir"] += 1
+    _through_cache(path)
+    names = os.listdir(path)
+    if _NEG_TTL:  # the listing revalidated the directory: its children's entries go
+        prefix = path.rstrip("/") + "/"
+        for p in [p for p in _NEG if p.startswith(prefix) and "/" not in p[len(prefix):]]:
+            del _NEG[p]
+    return names
+
+
+def _still_invisible(path: str) -> OSError:
+    # Listed in its directory three times, yet every lookup failed: neither present nor
+    # absent can be decided now.  An I/O error: callers keep their state and retry later.
+    return OSError(errno.EAGAIN, "listed in its directory but not readable (network "
+                                 "filesystem cache?); will retry", path)
 
 
 _HINTS = {
@@ -161,6 +270,3 @@ def explain(err: OSError) -> str:
     where = err.filename or "the spool"
     return f"{where}: {_HINTS.get(err.errno, err.strerror or str(err))}"
 
-
-def snapshot() -> dict[str, int]:
-    return dict(OPS)
