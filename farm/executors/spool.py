@@ -486,7 +486,7 @@ class SpoolExecutor:
                 if now - step[1] > step[0]:
                     step[1] = now
                     self._guarded(step[2])
-            delay = 0.001 if got else min(delay * 1.5, 0.05)
+            delay = fs.min_poll(0.001) if got else min(max(delay * 1.5, fs.min_poll(0.001)), 0.05)
             self.stop.wait(delay)
 
     def _guarded(self, step):

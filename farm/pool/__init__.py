@@ -82,6 +82,7 @@ class Limits:
 SPLIT, SPLIT_ALWAYS = 0.2, 2.0
 BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
 HOLD = 0.02  # seconds a result may wait for others to share its file
+RECENT = 16  # values of its own latest results a worker keeps for their dependents
 
 
 class Results:
@@ -180,6 +181,7 @@ class Worker:
         self.pid = os.getpid()  # (again in main(), after the fork)
         self.held = False
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
+        self.values: dict[str, bytes] = {}  # pickled values of our latest successes
 
     def main(self) -> None:
         signal.signal(signal.SIGTERM, self._terminate)
@@ -237,12 +239,12 @@ class Worker:
                 time.sleep(delay)
                 warm = time.monotonic() - self.state[1] < WARM_IDLE
                 cap = IDLE_POLL[1] if warm else COLD_POLL if self.cold.value else IDLE_POLL[2]
-                return names, min(delay * 1.5, cap)
+                return names, min(max(delay * 1.5, fs.min_poll(IDLE_POLL[0])), cap)
         path = self.spool.claim(names.pop(), self.dir)
         if path is None:
             return names, delay
         self._run_chain(path)
-        return names, IDLE_POLL[0]
+        return names, fs.min_poll(IDLE_POLL[0])
 
     def _run_chain(self, path: str | None) -> None:
         self._set_busy(True)
@@ -415,10 +417,20 @@ class Worker:
         return head
 
     def _finish(self, key, path, header, outcome, attempt, t_claimed) -> None:
-        self.spool.publish_result(key, self._head(header, outcome, attempt, t_claimed),
-                                  outcome[1])
+        if self.spool.publish_result(key, self._head(header, outcome, attempt, t_claimed),
+                                     outcome[1]) and outcome[0]["status"] == "ok":
+            self._remember(key, outcome[1])
         if path:
             fs.unlink(path)
+
+    def _remember(self, key: str, body: bytes) -> None:
+        """Keep the value of a result this worker published (a success: never changes),
+        for the dependent it runs next: a chain passes values without reading them back."""
+        if len(body) > 65536:
+            return
+        if len(self.values) >= RECENT:
+            self.values.pop(next(iter(self.values)))
+        self.values[key] = body
 
     def _retry(self, key, attempt, header, outcome, path) -> bool:
         """Requeue a failed task as attempt+1 if Config.retries allows; True if requeued."""
@@ -469,6 +481,9 @@ class Worker:
         return func
 
     def _dep_value(self, key: str):
+        body = self.values.get(key)
+        if body is not None:
+            return cloudpickle.loads(body)
         res = self.spool.read_result(key)
         if res is None:
             raise _NotVisible(self.spool.result_path(key))

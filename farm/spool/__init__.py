@@ -132,6 +132,7 @@ class Spool:
         self._status: dict[str, str] = {}  # key -> OK: a success is never reset
         self._queued: tuple[float, set[str]] = (-1e9, set())
         self._edge_dirs: set[str] = set()  # deps/XX/ENTRY directories known to exist
+        self._prefetched: tuple[str, bytes] | None = None  # (claim path, its payload)
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -347,7 +348,8 @@ class Spool:
     def read_task(self, path: str, key: str | None = None) -> tuple[dict[str, Any], bytes]:
         """The task at path (a state entry or payload; key: which one, if path may be a
         bundle file under another name)."""
-        data = fs.read(path)
+        got, self._prefetched = self._prefetched, None
+        data = got[1] if got is not None and got[0] == path else fs.read(path)
         if data is None:
             raise FileNotFoundError(errno.ENOENT, "task vanished", path)
         key = key or split_name(os.path.basename(path))[0]
@@ -772,13 +774,15 @@ class Spool:
         peek_status): the task then waits for the next promoter, which the driver and the
         sweeps guarantee.
         """
+        path = self.task_path(key)
         try:
-            header = self.task_header(key)
+            data = _read_head(path)
+            if data is None:
+                return None
+            header = _check_task(records.pick("TASK", data, path, key)[0], path)
         except CorruptFile as e:
             self.fail_damaged(key, e, self.p("waiting", key))
             return DEP_FAILED  # (its dependents are settled as after any failure)
-        if header is None:
-            return None
         failed = []
         for dep in header.get("deps", []):
             status = self.peek_status(dep)
@@ -786,7 +790,12 @@ class Spool:
                 return None
             if status != OK:
                 failed.append(dep)
-        return self.advance(key, failed, header.get("name"), claim_into)
+        got = self.advance(key, failed, header.get("name"), claim_into)
+        if claim_into and got and got != DEP_FAILED and len(data) < HEAD:
+            # The whole payload was read (write once: it is what the claim holds), so
+            # read_task does not open it again.
+            self._prefetched = (got, data)
+        return got
 
     def advance(self, key: str, failed: list[str], name: str | None = None,
                 claim_into: str | None = None) -> str | None:

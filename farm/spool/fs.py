@@ -165,12 +165,27 @@ def peek(path: str, limit: int = -1) -> bytes | None:
     OPS["open"] += 1
     try:
         _through_cache(path)
-        with open(path, "rb") as f:
-            return f.read(limit)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         if _NEG_TTL:
             _remember_missing(path)
         return None
+    try:
+        # os.read, not open(): Python's file objects fstat the file (to size a buffer, to
+        # refuse a directory), and each fstat is a call to the metadata server.
+        chunk = limit if limit >= 0 else READ_CHUNK
+        parts = []
+        while True:
+            data = os.read(fd, chunk)
+            parts.append(data)
+            if len(data) < chunk or limit >= 0:  # (a short read of a file: its end)
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+READ_CHUNK = 1 << 20
 
 
 def read(path: str, limit: int = -1) -> bytes | None:
@@ -236,10 +251,24 @@ def absent(path: str) -> bool:
     return True  # the directory came and went between two listings: it is not there
 
 
+# What a listing costs here (seconds, a moving average): pollers wait at least POLL_SHARE
+# listings' time between two listings of an idle directory, so that polling costs a bounded
+# share of a slow metadata server's time, and nothing measurable on a local disk.
+_LIST_COST = [0.0]
+POLL_SHARE = 4
+
+
+def min_poll(seconds: float) -> float:
+    """The shortest wait between listings of a directory that had nothing new."""
+    return max(seconds, POLL_SHARE * _LIST_COST[0])
+
+
 def _list(path: str) -> list[str]:
     OPS["listdir"] += 1
     _through_cache(path)
+    t0 = time.perf_counter()
     names = os.listdir(path)
+    _LIST_COST[0] += 0.2 * (time.perf_counter() - t0 - _LIST_COST[0])
     if _NEG_TTL:  # the listing revalidated the directory: its children's entries go
         prefix = path.rstrip("/") + "/"
         for p in [p for p in _NEG if p.startswith(prefix) and "/" not in p[len(prefix):]]:
