@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from farm.errors import ConfigError
-from farm.spool import SHARDS, Spool, fs
+from farm.spool import Spool
 
 HELP = """Requeue failed tasks (and the dependents that failed because of them) so that the
 spool's pools run them again.  KEY may be a unique prefix of a task key (as `farm status`
@@ -20,8 +20,7 @@ def add_parser(sub) -> None:
 def _expand(spool: Spool, prefix: str) -> str:
     if len(prefix) < 6:
         raise ConfigError(f"task key prefix {prefix!r} is too short; give at least 6 characters")
-    matches = [k for s in SHARDS if s.startswith(prefix[:2]) or len(prefix) < 2
-               for k in fs.listdir(spool.p("tasks", s)) if k.startswith(prefix)]
+    matches = spool.task_keys(prefix)
     if len(matches) != 1:
         raise ConfigError(f"{prefix!r} matches {len(matches)} tasks in {spool.path}; "
                           "give a longer prefix" if matches else f"no task {prefix!r} in "

@@ -136,7 +136,7 @@ class Blocks:
                     f"{self._log_tail(block)}"))
 
     def _log_tail(self, block: str, lines: int = 6) -> str:
-        path = self.spool.p("logs", f"{block}.log")
+        path = self.spool.block_log(block)
         text = (fs.read(path) or b"").decode(errors="replace").strip()
         if not text:
             return f"its log {path} is empty"

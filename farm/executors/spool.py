@@ -111,7 +111,7 @@ class SpoolExecutor:
 
     def start(self, dfk) -> None:
         path = self.spool_path or default_spool_path(dfk.config.run_dir)
-        fresh = not os.path.exists(os.path.join(path, "spool.yaml"))
+        fresh = not Spool.exists(path)
         self.spool = Spool.create(path)
         self.spool_path = self.spool.path
         self.fresh = fresh
@@ -546,13 +546,13 @@ class SpoolExecutor:
                 known = name in self.pending
             # A notice whose result we could not read yet (not visible here) stays for the
             # next look; one of a key nobody waits for is dropped (submit checks results).
-            if not known or self._resolve(name, self.spool.p("notices", name)):
+            if not known or self._resolve(name, self.spool.notice_path(name)):
                 self.spool.drop_notice(name)
         return len(names)
 
     def _drain_bundle(self, name: str) -> None:
         """A notice of several results (one file): resolve the futures of each."""
-        path = self.spool.p("notices", name)
+        path = self.spool.notice_path(name)
         try:
             recs = self.spool.read_notice(name)
         except CorruptFile as e:  # the results themselves are found by _check_pending

@@ -375,7 +375,7 @@ class Worker:
                 f"task {header.get('name')}-{key[:8]}: {missing} is still missing after "
                 f"{GRACE:g} s; the spool is incomplete (was it cleaned or moved?)"))
         except CorruptFile as e:  # a damaged or forged app payload or dependency result
-            if os.path.dirname(e.path) == self.spool.p("apps"):
+            if self.spool.is_app(e.path):
                 self.spool.quarantine(e.path, str(e))  # (a result stays: it is not ours)
             outcome = execute.failure(SpoolError(
                 f"task {header.get('name')}-{key[:8]}: {e.path} is damaged or forged "
@@ -440,7 +440,7 @@ class Worker:
         head, body, exc = outcome
         prior = 0.0
         if attempt:
-            last = self.spool.read_result(key, self.spool.p("attempts", f"{key}.{attempt - 1}"))
+            last = self.spool.read_result(key, self.spool.attempt_path(key, attempt - 1))
             prior = float(last[0].get("fail_cost", attempt)) if last else float(attempt)
         handler = None
         if header.get("retry_handler"):

@@ -44,7 +44,7 @@ class LocalProvider:
         return f"LocalProvider(init_blocks={self.init_blocks}, max_blocks={self.max_blocks})"
 
     def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:
-        script = spool.p("blocks", f"{block}.sh")
+        script = spool.block_file(block, "sh")
         launch = self.launcher(command, 1, self.nodes_per_block)
         if launch == command:
             launch = f"exec {command}"  # the pool is the block's process: signals reach it
@@ -53,7 +53,7 @@ class LocalProvider:
         body = "\n".join(["#!/bin/bash", f"# farm block {block} on {spool.path}",
                           self.worker_init, END_EXPORT, launch, ""])
         spool.replace(script, body.encode())
-        log = open(spool.p("logs", f"{block}.log"), "ab")
+        log = open(spool.block_log(block), "ab")
         try:
             proc = subprocess.Popen(["/bin/bash", script], stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
@@ -63,7 +63,7 @@ class LocalProvider:
         self.procs[block] = proc
         info = {"block": block, "provider": self.label, "job_id": proc.pid,
                 "script": script, "submitted": time.time()}
-        spool.replace(spool.p("blocks", f"{block}.yaml"), yaml.safe_dump(info).encode())
+        spool.replace(spool.block_file(block, "yaml"), yaml.safe_dump(info).encode())
         return info
 
     def running(self) -> list[str]:

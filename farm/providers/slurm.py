@@ -71,7 +71,7 @@ class SlurmProvider:
 
     def script(self, spool: Spool, command: str, block: str) -> str:
         """The sbatch script of a block (pinned by a golden test)."""
-        opts = [f"--job-name=farm-{block}", f"--output={spool.p('logs', block + '.log')}",
+        opts = [f"--job-name=farm-{block}", f"--output={spool.block_log(block)}",
                 f"--nodes={self.nodes_per_block}", f"--time={self.walltime}"]
         for flag, value in (("partition", self.partition), ("account", self.account),
                             ("qos", self.qos), ("constraint", self.constraint),
@@ -89,7 +89,7 @@ class SlurmProvider:
         return "\n".join(line for line in lines if line is not None)
 
     def submit(self, spool: Spool, command: str, block: str) -> dict[str, Any]:
-        path = spool.p("blocks", f"{block}.sh")
+        path = spool.block_file(block, "sh")
         spool.replace(path, self.script(spool, command, block).encode())
         out = self._run(["sbatch", "--parsable", path])
         if out.returncode != 0 or not out.stdout.strip():
@@ -100,7 +100,7 @@ class SlurmProvider:
         self.jobs[block] = job
         info = {"block": block, "provider": self.label, "job_id": job, "script": path,
                 "submitted": time.time()}
-        spool.replace(spool.p("blocks", f"{block}.yaml"), yaml.safe_dump(info).encode())
+        spool.replace(spool.block_file(block, "yaml"), yaml.safe_dump(info).encode())
         return info
 
     def adopt(self, spool: Spool) -> None:

@@ -15,7 +15,6 @@ from farm.errors import CorruptFile
 from farm.spool import sign
 
 FORMAT = 1
-KINDS = ("APP", "TASK", "RESULT")
 
 
 def encode(kind: str, header: dict[str, Any], body: bytes = b"",
@@ -109,9 +108,16 @@ def pick(kind: str, data: bytes, path: str, want: str,
         return decode(kind, data, path, key)
     for k, rec in bundle_records(data, path)[1]:
         if k == want:
-            header, body = decode(kind, rec, path, key)
-            if header.get("key") != want:
-                raise CorruptFile(path, f"bundle index says {want[:8]} but the record is "
-                                        f"of {str(header.get('key'))[:8]}")
-            return header, body
+            return decode_in_bundle(kind, rec, path, want, key)
     raise CorruptFile(path, f"bundle has no record of {want[:8]}")
+
+
+def decode_in_bundle(kind: str, rec: bytes, path: str, want: str,
+                     key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    """decode() a record that a bundle's index (path: the bundle's file) files under key
+    `want`; the record's own header must name that key."""
+    header, body = decode(kind, rec, path, key)
+    if header.get("key") != want:
+        raise CorruptFile(path, f"bundle index says {want[:8]} but the record is of "
+                                f"{str(header.get('key'))[:8]}")
+    return header, body

@@ -1,0 +1,226 @@
+"""Tasks: payloads written once, their state entries, and claims.
+
+``Tasks`` publishes apps and tasks (one, or a bundle of ready ones in one file), reads them
+back checked, enters them in ``ready/`` or ``waiting/``, and moves claims: a worker's claim
+is one rename out of ``ready/``; giving a task back is one rename or link into it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from farm.errors import CorruptFile
+from farm.spool import fs, records
+from farm.spool.layout import (
+    SHARDS,
+    _link_into,
+    _read_head,
+    entry_name,
+    entry_tasks,
+    is_bundle,
+    is_entry,
+    new_bundle_id,
+    split_name,
+)
+from farm.spool.results import Results
+
+
+class Tasks(Results):
+    def put_app(self, app_id: str, header: dict[str, Any], body: bytes) -> None:
+        path = self.p("apps", app_id)
+        # (a hint: if the app is there but not visible here, the link below says so)
+        if fs.peek(path, 0) is None:
+            self._publish(path, records.encode("APP", header, body, self.key))
+
+    def read_app(self, app_id: str) -> tuple[dict[str, Any], bytes]:
+        path = self.p("apps", app_id)
+        data = fs.read(path)
+        if data is None:  # perhaps only not visible here yet: the caller decides
+            raise FileNotFoundError(errno.ENOENT, "app payload not found", path)
+        return records.decode("APP", data, path, self.key)
+
+    def put_task(self, key: str, header: dict[str, Any], body: bytes, state: str) -> bool:
+        """put_tasks of one task, entered in state ("ready" or "waiting"); False if it
+        existed already."""
+        return not self.put_tasks([(key, header, body)], state)
+
+    def put_bundle(self, items: list[tuple[str, dict[str, Any], bytes]]) -> list[str]:
+        """put_tasks of several ready tasks (a bundle)."""
+        return self.put_tasks(items, "ready")
+
+    def put_tasks(self, items: list[tuple[str, dict[str, Any], bytes]],
+                  state: str = "ready") -> list[str]:
+        """Publish task payloads with one file and enter them in state: create the file in
+        tmp/, link it to tasks/XX/KEY per key (the commit point: EEXIST means that task
+        exists already), rename it into state/.  One task is a plain record in
+        tmp/KEY.new; several (ready ones only) are a bundle, tmp/BID.bundle, entered as
+        ready/BID: 1 + 2/K operations per task instead of 3.  Returns the keys that existed
+        already (not published; the caller attaches to them).
+
+        If a key of a bundle existed, the bundle is not entered whole (it holds a task that
+        is not ours to run): each new key gets its own ready/KEY link to the file instead.
+
+        kill -9 of one task's submission between the link and the rename leaves
+        tmp/KEY.new linked to the payload; the next driver's O_EXCL create finds it,
+        removes it and starts again, its link then fails, and is_orphan() (link count 1,
+        no result) tells it to enqueue.  A bundle's tmp/BID.bundle is finished by the next
+        driver's recover_bundles(), which enters the keys that were linked to it.
+        """
+        if len(items) == 1:
+            key, header, body = items[0]
+            entry, tmp = key, self.p("tmp", f"{key}.new")
+            try:
+                self._create_new(tmp, records.encode("TASK", header, body, self.key))
+            except OSError:
+                fs.unlink(tmp)  # (a partial file must not stay behind: ENOSPC, EROFS...)
+                raise
+        else:
+            entry = new_bundle_id(len(items))
+            recs = []
+            for key, header, body in items:
+                header["bundle"] = entry  # the dependents of these tasks are indexed by bundle
+                recs.append((key, records.encode("TASK", header, body, self.key)))
+            tmp = self.p("tmp", f"{entry}.bundle")
+            fs.create(tmp, records.encode_bundle(entry, "TASK", recs))
+        linked, existed = [], []
+        try:
+            for key, _, _ in items:
+                try:
+                    _link_into(tmp, self.task_path(key))
+                    linked.append(key)
+                except FileExistsError:
+                    existed.append(key)
+            if existed:
+                self._enter_each(tmp, linked, state=state)
+            else:
+                fs.rename(tmp, self.p(state, entry))
+        except OSError:
+            if not linked:
+                fs.unlink(tmp)
+            raise  # (linked keys are found by the next driver: is_orphan, recover_bundles)
+        return existed
+
+    @staticmethod
+    def _create_new(path: str, data: bytes) -> None:
+        try:
+            fs.create(path, data, exclusive=True)
+        except FileExistsError:
+            fs.unlink(path)  # left by a driver that died here
+            fs.create(path, data, exclusive=True)
+
+    def _enter_each(self, src: str, keys: list[str], attempt: int = 0,
+                    state: str = "ready") -> None:
+        """Give each key of the file src its own entry in state/, then drop src."""
+        for key in keys:
+            try:
+                fs.link(src, self.p(state, entry_name(key, attempt)))
+            except FileExistsError:
+                pass
+        fs.unlink(src)
+
+    def read_task(self, path: str, key: str | None = None) -> tuple[dict[str, Any], bytes]:
+        """The task at path (a state entry or payload; key: which one, if path may be a
+        bundle file under another name)."""
+        got, self._prefetched = self._prefetched, None
+        data = got[1] if got is not None and got[0] == path else fs.read(path)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "task vanished", path)
+        key = key or split_name(os.path.basename(path))[0]
+        header, body = records.pick("TASK", data, path, key, self.key)
+        return _check_task(header, path), body
+
+    def decode_task(self, rec: bytes, path: str, key: str) -> tuple[dict[str, Any], bytes]:
+        """A task record from a bundle (path: the bundle's file, for messages), checked."""
+        header, body = records.decode_in_bundle("TASK", rec, path, key, self.key)
+        return _check_task(header, path), body
+
+    def read_bundle(self, path: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | None:
+        """A bundle entry's index and (key, record) pairs; None if it is gone."""
+        data = fs.read(path)
+        return None if data is None else records.bundle_records(data, path)
+
+    def task_header(self, key: str) -> dict[str, Any] | None:
+        """A task's header, without reading (or checking) its pickled arguments."""
+        path = self.task_path(key)
+        data = _read_head(path)
+        if data is None:
+            return None
+        return _check_task(records.pick("TASK", data, path, key)[0], path)
+
+    def label(self, key: str) -> str:
+        """NAME-KEY8, as messages name a task (the name from its header, if readable)."""
+        try:
+            header = self.task_header(key) or {}
+        except CorruptFile:
+            header = {}
+        return f"{header.get('name', 'task')}-{key[:8]}"
+
+    def task_keys(self, prefix: str = "") -> list[str]:
+        """The keys of the tasks in the spool that start with prefix (a listing per shard
+        the prefix allows)."""
+        return [k for s in SHARDS if s.startswith(prefix[:2])
+                for k in fs.listdir(self.p("tasks", s)) if k.startswith(prefix) and is_entry(k)]
+
+    def enqueue(self, key: str, ready: bool) -> None:
+        """Link a published payload into ready/ or waiting/ (EEXIST: it is already there)."""
+        try:
+            fs.link(self.task_path(key), self.p("ready" if ready else "waiting", key))
+        except FileExistsError:
+            pass
+
+    def ready_names(self) -> list[str]:
+        return [n for n in fs.listdir(self.p("ready")) if is_entry(n)]
+
+    def ready_tasks(self, names: list[str] | None = None) -> int:
+        """Tasks in ready/ (a bundle counts as its size)."""
+        return sum(entry_tasks(n) for n in (self.ready_names() if names is None else names))
+
+    def claim(self, name: str, worker_dir: str) -> str | None:
+        """Move ready/NAME into worker_dir.  The rename decides: ENOENT means another
+        worker won, and we return None."""
+        dst = os.path.join(worker_dir, name)
+        try:
+            fs.rename(self.p("ready", name), dst)
+        except FileNotFoundError:
+            return None
+        return dst
+
+    def release(self, claim_path: str, attempt: int) -> bool:
+        """Put a claimed task back in ready/ (as attempt N).  False if it was not there.
+        A bundle goes back as one entry per task that has no result yet."""
+        key = split_name(os.path.basename(claim_path))[0]
+        if is_bundle(key):
+            return self.release_bundle(claim_path, attempt) is not None
+        try:
+            fs.rename(claim_path, self.p("ready", entry_name(key, attempt)))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def give_back(self, path: str, key: str, attempt: int) -> bool:
+        """Put one task of the claim at path back in ready/ as attempt N: the claim itself
+        (a rename), or, for a task of a claimed bundle, a new link to the bundle file (the
+        bundle's runner skips it).  False if the claim is gone (an observer took it)."""
+        if not is_bundle(os.path.basename(path)):
+            return self.release(path, attempt)
+        try:
+            fs.link(path, self.p("ready", entry_name(key, attempt)))
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _check_task(header: dict[str, Any], path: str) -> dict[str, Any]:
+    """A task header has the fields the protocol routes by, of the right types."""
+    deps = header.get("deps")
+    if (header.get("kind") not in ("python", "bash") or not isinstance(header.get("app"), str)
+            or not isinstance(header.get("name"), str) or not isinstance(deps, list)
+            or not all(isinstance(d, str) for d in deps)
+            or not isinstance(header.get("retries", 0), int)):
+        raise CorruptFile(path, "task header lacks kind, app, name or deps, or has them of "
+                                "the wrong type")
+    return header
