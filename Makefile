@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-min install lint bench clean
+.PHONY: demo test test-min install lint bench bench-slowfs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-min: $(MIN)/python
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The chain, no-op, bash and idle-pool rows with the spool on slow-metadata FUSE mounts
+# (scripts/slow-fs: root, /dev/fuse), counting the requests the filesystem gets (~6 min).
+bench-slowfs: install
+	$(BIN)/python benchmarks/run.py --slow-fs 500,2000 --no-parsl --json bench-results-slowfs.json
 
 clean:
 	rm -rf $(VENV) .venv-min *.egg-info examples/*.farm

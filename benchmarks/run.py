@@ -4,6 +4,7 @@ the machine's own limits, the project's targets and Parsl's HighThroughputExecut
 
     python benchmarks/run.py [--quick] [--json FILE] [--dir DIR] [--repeats N]
                              [--no-parsl] [--compare OLD.json [NEW.json]]
+                             [--slow-fs DELAY_US[,DELAY_US...]]
 
 Each run of a workload happens in its own child process (this script with --child, or
 parsl_peer.py for Parsl) on a fresh spool (all under one temporary directory, removed at
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
+import slowfs
 import yaml
 from machine import machine_limits
 from report import OPKINDS, PARSL_REFERENCE, build_results, compare, render
@@ -39,7 +41,7 @@ import farm
 from farm import bash_app, python_app
 from farm.pool import WARM_IDLE
 
-# (machine, report and workloads are this script's sibling modules: a script's directory
+# (machine, report, slowfs and workloads are this script's sibling modules: a script's directory
 # is on sys.path.)
 HERE = os.path.abspath(__file__)
 PARSL_PEER = os.path.join(os.path.dirname(HERE), "parsl_peer.py")
@@ -107,12 +109,12 @@ TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
 TIMEOUT_PER_TASK = {
     ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
     ("farm", "first"): 10.0, ("farm", "submit"): 0.005, ("farm", "pools"): 0.005,
-    ("farm", "idle"): 1.5,
+    ("farm", "idle"): 1.5, ("farm", "idle_fs"): 1.5,
     ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
     ("parsl", "submit"): 0.01,
 }
 TIMEOUT_PER_POOL = 2.0  # starting a pool: a Python process importing farm
-TIMEOUT_WAIT = {"idle": IDLE_BACKOFF + 30.0}  # seconds a workload sleeps by design
+TIMEOUT_WAIT = {"idle": IDLE_BACKOFF + 30.0, "idle_fs": IDLE_BACKOFF + 30.0}  # sleeps by design
 
 
 # -- the apps (pickled by value: this file runs as __main__) -----------------------------------
@@ -311,6 +313,8 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float,
     try:
         if workload == "idle":
             res.update(idle_pool(spool, size, deadline))
+        elif workload == "idle_fs":  # --slow-fs: an idle pool on every column at once
+            res.update(slowfs.idle_columns(size, deadline, IDLE_BACKOFF, IDLE_WORKERS))
         else:
             _farm_child(workload, size, spool, pools, deadline, res)
     except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
@@ -337,19 +341,21 @@ def _farm_child(workload: str, size: int, spool: str, pools: int, deadline: Dead
         farm.load(_config(spool, blocks, workers=1 if pools else 2))
         loaded = True
         t_loaded = time.perf_counter()
-        ops0 = fs.snapshot()  # after load: the spool's creation (its ~1000 mkdirs) is excluded
+        ops0 = dict(fs.OPS)  # after load: the spool's creation (its ~1000 mkdirs) is excluded
+        fs_probe = slowfs.Probe()  # --slow-fs: the requests the mount gets, in the same window
         res.update(_farm_workload(workload, size, t_load, t_loaded, deadline, spool, pools))
         t_clear = time.perf_counter()
         farm.clear()
         loaded = False
         res["clear_s"] = time.perf_counter() - t_clear
-        ops1 = fs.snapshot()
+        ops1 = dict(fs.OPS)
         res["driver_ops"] = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in OPKINDS}
-        if blocks:
-            got, exited, npools = _final_pool_ops(spool, min(30.0, deadline.left()))
+        if blocks:  # (read from the mount's backing dir, where reading is not counted)
+            got, exited, npools = _final_pool_ops(slowfs.view(spool), min(30.0, deadline.left()))
         else:
             got, exited, npools = {k: 0 for k in OPKINDS}, True, 0
         res.update(pool_ops=got, pools_exited=exited, pools=npools, ok=res["failed"] == 0)
+        res.update(fs_probe.stop())
         if not exited:
             res["warning"] = "a pool wrote no final (state: exited) heartbeat: its ops are stale"
         elif npools != blocks:
@@ -610,20 +616,20 @@ def kill_leftovers(run_dir: str, grace: float) -> int:
     return signalled
 
 
-def _child_cmd(job: Job, size: Sizes, run_dir: str, out: str, timeout: float) -> list[str]:
+def _child_cmd(job: Job, size: Sizes, spool: str, out: str, timeout: float) -> list[str]:
     if job.system == "parsl":
         parts = ",".join(f"{k}={v}" for k, v in size.items())
         return [sys.executable, PARSL_PEER, job.workload, "--sizes", parts, "--out", out,
                 "--timeout", str(timeout)]
     return [sys.executable, HERE, "--child", job.workload, "--size", str(size),
-            "--spool", os.path.join(run_dir, "spool"), "--out", out, "--timeout", str(timeout),
+            "--spool", spool, "--out", out, "--timeout", str(timeout),
             "--pools", str(job.pools)]
 
 
-def _child_env(run_dir: str) -> dict[str, str]:
+def _child_env(run_dir: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     # Parsl finds its interchange and worker pool commands on PATH: this Python's bin first.
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return {**os.environ, MARKER: run_dir, "PATH": path}
+    return {**os.environ, MARKER: run_dir, "PATH": path, **(extra or {})}
 
 
 def _judge(res: dict, rc: int | None, timeout: float) -> dict:
@@ -638,19 +644,23 @@ def _judge(res: dict, rc: int | None, timeout: float) -> dict:
     return res
 
 
-def run_child(job: Job, size: Sizes, base: str) -> dict[str, Any]:
+def run_child(job: Job, size: Sizes, base: str, spool_dir: str | None = None,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
     """One run of a job in a child process, in a new directory under base (left for the
-    caller to remove)."""
+    caller to remove); its spool in that directory, or under spool_dir (--slow-fs: on a
+    mount, while the child's files stay off it); env: more of the child's environment."""
     timeout = job.timeout(size)
     run_dir = tempfile.mkdtemp(prefix=f"{job.name}-", dir=base)
+    spool = os.path.join(spool_dir or run_dir, os.path.basename(run_dir) if spool_dir else "",
+                         "spool")
     out = os.path.join(run_dir, "result.json")
     log_path = os.path.join(run_dir, "child.log")
     res: dict[str, Any] = {"workload": job.workload, "size": size, "ok": False}
     proc = None
     try:
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(_child_cmd(job, size, run_dir, out, timeout), cwd=run_dir,
-                                    env=_child_env(run_dir), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(_child_cmd(job, size, spool, out, timeout), cwd=run_dir,
+                                    env=_child_env(run_dir, env), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:
@@ -674,7 +684,6 @@ def run_child(job: Job, size: Sizes, base: str) -> dict[str, Any]:
             except ProcessLookupError:
                 pass
             proc.wait()
-        spool = os.path.join(run_dir, "spool")
         if job.system == "farm" and not res.get("pools_exited"):
             left = kill_pools(spool)
             if left:
@@ -708,6 +717,8 @@ def _report_run(workload: str, r: dict) -> None:
                + " ".join(f"{k} {v}" for k, v in m.items() if v) + "), workers "
                f"{r['workers_ops_per_s']:.2f} (" + " ".join(f"{k} {v}" for k, v in w.items()
                                                            if v) + ")")
+    elif workload == "idle_fs":
+        msg = slowfs.idle_summary(r)
     elif workload == "submit":
         msg = (f"{r['calls_per_s']:.0f} calls/s, {r['bytes_per_task']:.0f} bytes/task "
                f"({r['submit_s']:.2f} s)")
@@ -737,12 +748,15 @@ def _parts(r: dict) -> dict[str, dict]:
     return out
 
 
-def _run_job(job: Job, size: Sizes, label: str, base: str, runs: dict, dead: set) -> None:
+def _run_job(job: Job, size: Sizes, label: str, base: str, runs: dict, dead: set,
+             key: str | None = None, **child: Any) -> None:
+    """One run, recorded in runs[key] (default: the job's name); child: run_child's
+    spool_dir and env."""
     shown = (f"x{size:,}" if isinstance(size, int)
              else "(" + ", ".join(f"{k} {v:,}" for k, v in size.items()) + ")")
     progress(f"{job.name} {shown} {label} ...")
-    r = run_child(job, size, base)
-    runs.setdefault(job.name, []).append(r)
+    r = run_child(job, size, base, **child)
+    runs.setdefault(key or job.name, []).append(r)
     if r.get("ok"):
         _report_run(job.workload, r)
     if job.workload == "pool":
@@ -753,7 +767,7 @@ def _run_job(job: Job, size: Sizes, label: str, base: str, runs: dict, dead: set
     if r.get("ok"):
         return
     _FAILED.append(r.get("run_dir", ""))
-    dead.add(job.name)  # a failure or hang is likely to repeat: skip the other runs
+    dead.add(key or job.name)  # a failure or hang is likely to repeat: skip the other runs
     err = r.get("error") or f"{r.get('failed')} tasks failed: {r.get('first_error')}"
     progress(f"  FAILED: {err}")
     if r.get("log_tail"):
@@ -801,8 +815,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="1 run each, smaller sizes (2,000 no-ops, 50 hops, 500 bash...)")
-    ap.add_argument("--json", default="bench-results.json",
-                    help="where to write the figures (default bench-results.json)")
+    ap.add_argument("--json", default=None, help="where to write the figures (default "
+                    "bench-results.json; with --slow-fs, bench-results-slowfs.json)")
     ap.add_argument("--dir", default=None,
                     help="where the temporary spools go (default: the current directory; "
                          "point it at the shared filesystem you want to measure)")
@@ -816,10 +830,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "OLD.json NEW.json: compare two result files, run nothing")
     ap.add_argument("--profile-submit", type=int, metavar="N",
                     help="profile N app calls with no pool (cProfile, top 15), run nothing")
+    ap.add_argument("--slow-fs", metavar="DELAY_US[,...]",
+                    help="instead of the suite: chain, no-op, bash and idle-pool workloads on "
+                         "the filesystem and on slow-metadata FUSE mounts (scripts/slow-fs) "
+                         "of these delays, counting the requests the mounts receive (root)")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the spool of a failed run for inspection")
     ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools",
-                                        "idle"), help=argparse.SUPPRESS)
+                                        "idle", "idle_fs"), help=argparse.SUPPRESS)
     ap.add_argument("--pools", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)
@@ -828,6 +846,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.compare and len(args.compare) > 2:
         ap.error("--compare takes OLD.json, or OLD.json NEW.json")
+    if args.json is None:
+        args.json = "bench-results-slowfs.json" if args.slow_fs else "bench-results.json"
     return args
 
 
@@ -858,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile_submit:
             profile_submission(args.profile_submit, base)
             return 0
+        if args.slow_fs:
+            return slowfs.run_mode(args, base, machine_info(top), sys.modules[__name__])
         return _run_all(args, base, machine_info(top))
     except BaseException:
         keep = args.keep_failed
