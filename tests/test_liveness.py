@@ -142,3 +142,18 @@ def test_sweep_finishes_a_half_done_declaration(tmp_path):
     os.rename(spool.p("pools", "p9.yaml"), spool.p("pools", "p9.dead"))
     assert spool.sweep()["requeued"] == 1
     assert [split_name(n) for n in spool.ready_names()] == [(key, 1)]
+
+
+def test_an_observer_whose_own_reads_hung_does_not_declare_a_pool_dead(tmp_path):
+    # While an NFS server restarts, the observer's reads hang as long as the pools' beats:
+    # a counter that stood still meanwhile proves nothing.
+    spool = Spool.create(tmp_path / "s")
+    spool.write_heartbeat("p1", {"pool": "p1", "state": "running", "counter": 1, "lease": 1})
+    watch = PoolWatch(spool)
+    assert watch.check() == {}
+    time.sleep(1.2)
+    hung_since = time.monotonic() - 0.5  # the read took half a second
+    assert watch.check(spool.heartbeats(), hung_since) == {}
+    assert os.path.exists(spool.p("pools", "p1.yaml"))
+    time.sleep(1.2)
+    assert watch.check() == {"p1": 0}  # watched for a whole lease: dead

@@ -501,8 +501,9 @@ class SpoolExecutor:
             self._guarded(self._watch_pools)
 
     def _watch_pools(self) -> None:
+        read_at = time.monotonic()
         pools = self.spool.pools()  # one read of the heartbeats for liveness and scaling
-        for pool, lost in self.poolwatch.check(pools).items():
+        for pool, lost in self.poolwatch.check(pools, read_at).items():
             print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
                   "task(s) requeued or failed", file=sys.stderr)
         live = self.spool.live_pools(pools)

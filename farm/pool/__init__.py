@@ -613,7 +613,8 @@ class Pool:
         ids, _ = self.spool.pool_ids()
         at = ids.index(self.id) if self.id in ids else -1
         ring = {ids[(at + k) % len(ids)] for k in range(1, RING + 1)} - {self.id} if ids else set()
-        self.watch.check(self.spool.read_heartbeats(sorted(ring)))
+        read_at = time.monotonic()
+        self.watch.check(self.spool.read_heartbeats(sorted(ring)), read_at)
         if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
             self._sweep()

@@ -133,24 +133,35 @@ class PoolWatch:
         self.me = me
         self.seen: dict[str, tuple[Any, float]] = {}
 
-    def check(self, records: list[dict[str, Any]] | None = None) -> dict[str, int]:
+    def check(self, records: list[dict[str, Any]] | None = None,
+              read_at: float | None = None) -> dict[str, int]:
         """Look once; returns {pool: tasks lost} for each pool this observer declared dead.
-        records: the heartbeats, if the caller has just read them."""
+        records: the heartbeats, if the caller has just read them, starting at read_at
+        (time.monotonic()).
+
+        A pool is timed only while this observer can see the spool: if reading the
+        heartbeats took over a quarter of a pool's lease, this observer's own calls hung
+        (as they do while an NFS server restarts, when the pools' heartbeats hang too), so
+        how long the counter really stood still is unknown, and its timing starts again."""
+        if records is None:
+            read_at = time.monotonic()
+            records = self.spool.heartbeats()
         now = time.monotonic()
+        hung = 0.0 if read_at is None else now - read_at
         dead = {}
-        for hb in self.spool.heartbeats() if records is None else records:
+        for hb in records:
             pool = hb["pool"]
             if pool == self.me or hb.get("state") != "running":
                 continue
             counter = hb.get("counter")
             prev = self.seen.get(pool)
-            if prev is None or prev[0] != counter:
-                self.seen[pool] = (counter, now)
-                continue
             try:
                 lease = float(hb.get("lease") or 30)
             except (TypeError, ValueError):
                 lease = 30.0  # a damaged heartbeat: assume the default lease
+            if prev is None or prev[0] != counter or hung > lease / 4:
+                self.seen[pool] = (counter, now)
+                continue
             if now - prev[1] > lease:
                 lost = self.spool.declare_dead(
                     pool, f"pool {pool} on {hb.get('host')} stopped its heartbeat "
