@@ -140,3 +140,31 @@ def test_farm_cancel_scancels_blocks(tmp_path):
                        text=True, timeout=60)
     assert f"scancel {info['job_id']}: done" in r.stdout, r.stdout + r.stderr
     eventually(lambda: prov.running() == [], 30, "the job to leave squeue")
+
+
+def test_cancel_of_many_blocks_goes_in_chunks(tmp_path, monkeypatch):
+    # 205 held jobs: scancel is called with at most 100 ids at a time (a single call with
+    # thousands of ids times out on a busy controller), and every job goes.
+    import subprocess
+
+    from farm.providers.slurm import SCANCEL_CHUNK
+    from tests.conftest import eventually
+    log = tmp_path / "scancel.log"
+    real = subprocess.run(["bash", "-c", "command -v scancel"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / "bin").mkdir()
+    spy = tmp_path / "bin" / "scancel"  # the real scancel, with its arguments logged
+    spy.write_text(f'#!/bin/sh\necho "$#" >> {log}\nexec {real} "$@"\n')
+    spy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{spy.parent}:{os.environ['PATH']}")
+    spool = Spool.create(tmp_path / "s")
+    prov = SlurmProvider(partition="debug", walltime="00:05:00")
+    n = 2 * SCANCEL_CHUNK + 5
+    out = subprocess.run(["bash", "-c", f"for i in $(seq {n}); do sbatch --parsable --hold "
+                          f"-p debug -o /dev/null --wrap true; done"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    prov.jobs = {f"b{i}": j for i, j in enumerate(out.stdout.split())}
+    assert len(prov.jobs) == n
+    prov.cancel(spool, list(prov.jobs))
+    assert [int(x) for x in log.read_text().split()] == [SCANCEL_CHUNK, SCANCEL_CHUNK, 5]
+    eventually(lambda: prov.running() == [], 60, "every job to leave squeue")

@@ -2,7 +2,7 @@
 
 The block's script and record (job id) live in the spool's blocks/ directory, so any later
 driver, or `farm cancel`, can find the job.  Status is one squeue call for all blocks,
-cancellation one scancel call.
+cancellation one scancel call per 100 blocks.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from farm.launchers import Launcher, SrunLauncher
 from farm.spool import Spool, fs
 
 _WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
+SCANCEL_CHUNK = 100  # job ids per scancel call
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
 
 
@@ -125,11 +126,24 @@ class SlurmProvider:
         return [b for b, j in jobs.items() if states.get(j) in LIVE]
 
     def cancel(self, spool: Spool, blocks: list[str]) -> None:
+        """scancel the blocks' jobs, SCANCEL_CHUNK ids per call (one call with thousands
+        of ids can time out on a busy controller: Parsl issue #2232).  Every chunk is
+        tried; the first failure is raised after the others."""
         jobs = [self.jobs[b] for b in blocks if b in self.jobs]
-        if jobs:
-            out = self._run(["scancel", *jobs])
+        errors = []
+        for i in range(0, len(jobs), SCANCEL_CHUNK):
+            chunk = jobs[i:i + SCANCEL_CHUNK]
+            try:
+                out = self._run(["scancel", *chunk])
+            except ProviderError as e:
+                errors.append(str(e))
+                continue
             if out.returncode != 0:
-                raise ProviderError(f"scancel {' '.join(jobs)} failed: {out.stderr.strip()}")
+                errors.append(f"scancel of {len(chunk)} jobs ({chunk[0]}...) failed: "
+                              f"{out.stderr.strip()}")
+        if errors:
+            raise ProviderError(errors[0] + (f" (and {len(errors) - 1} more chunks failed)"
+                                             if len(errors) > 1 else ""))
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
         try:
