@@ -40,6 +40,7 @@ from workloads import Deadline, chain, collect, first_result, submission, throug
 import farm
 from farm import bash_app, python_app
 from farm.pool import WARM_IDLE
+from farm.spool.layout import Paths
 
 # (machine, report, slowfs and workloads are this script's sibling modules: a script's directory
 # is on sys.path.)
@@ -182,7 +183,7 @@ def _read_beat(path: str) -> dict | None:
 
 def _pool_heartbeats(spool: str) -> list[dict]:
     """The pools' heartbeat files (pools/*.yaml)."""
-    beats = (_read_beat(p) for p in sorted(glob.glob(os.path.join(spool, "pools", "*.yaml"))))
+    beats = (_read_beat(p) for p in sorted(glob.glob(Paths(spool).heartbeats_glob())))
     return [b for b in beats if b is not None]
 
 
@@ -195,7 +196,7 @@ def _live_pools(spool: str) -> int:
 
 
 def _heartbeat_files(spool: str) -> int:
-    return len(glob.glob(os.path.join(spool, "pools", "*.yaml")))
+    return len(glob.glob(Paths(spool).heartbeats_glob()))
 
 
 def _wait_pools(spool: str, n: int, deadline: Deadline) -> float:
@@ -377,7 +378,7 @@ def _next_beat(spool: str, proc: subprocess.Popen, after: Any,
     only when it changed.)"""
     seen = None
     while True:
-        paths = glob.glob(os.path.join(spool, "pools", "*.yaml"))
+        paths = glob.glob(Paths(spool).heartbeats_glob())
         try:
             st = os.stat(paths[0]) if paths else None
         except OSError:
@@ -523,11 +524,11 @@ def kill_pools(spool: str) -> int:
     if not os.path.isdir(spool):
         return 0
     try:
-        open(os.path.join(spool, "control", "shutdown"), "wb").close()
+        open(Paths(spool).shutdown_path(), "wb").close()
     except OSError:
         pass
     groups = []
-    for path in glob.glob(os.path.join(spool, "blocks", "*.yaml")):
+    for path in glob.glob(Paths(spool).block_records_glob()):
         try:
             with open(path, "rb") as f:
                 pgid = int(yaml.safe_load(f.read())["job_id"])

@@ -29,6 +29,8 @@ from typing import Any
 
 from report import OPKINDS, num
 
+from farm.spool.layout import Paths
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(os.path.dirname(HERE), "scripts", "slow-fs")
 ENV = "FARM_BENCH_SLOWFS"  # a child's mount: the slow-fs DIR its spool is under
@@ -106,7 +108,7 @@ def _beat(spool: str) -> dict | None:
     import glob
 
     import yaml
-    for path in glob.glob(os.path.join(spool, "pools", "*.yaml")):
+    for path in glob.glob(Paths(spool).heartbeats_glob()):
         try:
             with open(path, "rb") as f:
                 mtime = os.fstat(f.fileno()).st_mtime

@@ -74,15 +74,70 @@ def entry_name(key: str, attempt: int) -> str:
     return f"{key}@{attempt}" if attempt else key
 
 
+class Paths:
+    """Where each file of the spool at path lives: the only code that builds spool paths.
+    Opens nothing (a tool that must not touch farm's state, e.g. the benchmarks, can ask
+    for paths without opening the spool)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.path.abspath(os.fspath(path))
+
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def task_path(self, key: str) -> str:
+        return self.p("tasks", shard(key), key)
+
+    def result_path(self, key: str) -> str:
+        return self.p("results", shard(key), key)
+
+    def worker_dir(self, pool: str, worker: int) -> str:
+        return self.p("claimed", f"{pool}.{worker}")
+
+    def out_path(self, key: str, name: str, stream: str) -> str:
+        return self.p("out", shard(key), f"{name}-{key}.{stream}")
+
+    def notice_path(self, name: str) -> str:
+        return self.p("notices", name)
+
+    def attempt_path(self, key: str, attempt: int) -> str:
+        """Where the outcome of a failed attempt that was retried is kept."""
+        return self.p("attempts", f"{key}.{attempt}")
+
+    def is_app(self, path: str) -> bool:
+        """Is path an app payload (apps/APP)?"""
+        return os.path.dirname(path) == self.p("apps")
+
+    def block_file(self, block: str, ext: str) -> str:
+        """A block's script (ext "sh") or record ("yaml")."""
+        return self.p("blocks", f"{block}.{ext}")
+
+    def block_log(self, block: str) -> str:
+        return self.p("logs", f"{block}.log")
+
+    def heartbeat_path(self, pool: str) -> str:
+        return self.p("pools", f"{pool}.yaml")
+
+    def heartbeats_glob(self) -> str:
+        """A glob pattern of the pools' heartbeat files."""
+        return self.p("pools", "*.yaml")
+
+    def block_records_glob(self) -> str:
+        return self.p("blocks", "*.yaml")
+
+    def shutdown_path(self) -> str:
+        return self.p("control", "shutdown")
+
+
 _L = TypeVar("_L", bound="Layout")
 
 
-class Layout:
+class Layout(Paths):
     """One spool directory: ``Layout(path)`` opens an existing spool (``Spool`` adds the
     protocol); ``Spool.create`` makes one."""
 
     def __init__(self, path: str | os.PathLike[str]):
-        self.path = os.path.abspath(os.fspath(path))
+        super().__init__(path)
         meta = os.path.join(self.path, "spool.yaml")
         if not os.path.isdir(self.path):
             raise SpoolError(
@@ -170,41 +225,6 @@ class Layout:
             for s in SHARDS:
                 if s not in have:
                     fs.mkdir(self.p(d, s))
-
-    # -- paths -----------------------------------------------------------------------------
-
-    def p(self, *parts: str) -> str:
-        return os.path.join(self.path, *parts)
-
-    def task_path(self, key: str) -> str:
-        return self.p("tasks", shard(key), key)
-
-    def result_path(self, key: str) -> str:
-        return self.p("results", shard(key), key)
-
-    def worker_dir(self, pool: str, worker: int) -> str:
-        return self.p("claimed", f"{pool}.{worker}")
-
-    def out_path(self, key: str, name: str, stream: str) -> str:
-        return self.p("out", shard(key), f"{name}-{key}.{stream}")
-
-    def notice_path(self, name: str) -> str:
-        return self.p("notices", name)
-
-    def attempt_path(self, key: str, attempt: int) -> str:
-        """Where the outcome of a failed attempt that was retried is kept."""
-        return self.p("attempts", f"{key}.{attempt}")
-
-    def is_app(self, path: str) -> bool:
-        """Is path an app payload (apps/APP)?"""
-        return os.path.dirname(path) == self.p("apps")
-
-    def block_file(self, block: str, ext: str) -> str:
-        """A block's script (ext "sh") or record ("yaml")."""
-        return self.p("blocks", f"{block}.{ext}")
-
-    def block_log(self, block: str) -> str:
-        return self.p("logs", f"{block}.log")
 
     def tmp(self, tag: str = "") -> str:
         pid = os.getpid()

@@ -27,7 +27,7 @@ class Liveness(Recovery):
         heartbeat and stops; a result it still publishes for a requeued task either wins
         the link race or is dropped: one result either way."""
         try:
-            fs.rename(self.p("pools", f"{pool}.yaml"), self.p("pools", f"{pool}.dead"))
+            fs.rename(self.heartbeat_path(pool), self.p("pools", f"{pool}.dead"))
         except FileNotFoundError:
             return None
         lost = 0
@@ -39,7 +39,7 @@ class Liveness(Recovery):
         return lost
 
     def write_heartbeat(self, pool: str, info: dict[str, Any]) -> None:
-        self.replace(self.p("pools", f"{pool}.yaml"), yaml.safe_dump(info).encode())
+        self.replace(self.heartbeat_path(pool), yaml.safe_dump(info).encode())
 
     def is_fenced(self, pool: str) -> bool:
         """True if an observer declared this pool dead.  A fresh listing of pools/ (a stat
@@ -80,7 +80,7 @@ class Liveness(Recovery):
         """The heartbeat records of the given pools (those still readable)."""
         out = []
         for pool in pools:
-            info = _yaml(fs.read(self.p("pools", f"{pool}.yaml")))
+            info = _yaml(fs.read(self.heartbeat_path(pool)))
             if isinstance(info, dict) and "pool" in info:
                 out.append(info)
         return out
@@ -113,10 +113,10 @@ class Liveness(Recovery):
         request up to 30 s late)."""
         if "shutdown" not in fs.listdir(self.p("control")):
             return None
-        return fs.read(self.p("control", "shutdown"))
+        return fs.read(self.shutdown_path())
 
     def request_shutdown(self, on: bool = True) -> None:
-        path = self.p("control", "shutdown")
+        path = self.shutdown_path()
         if on:
             self.replace(path, os.urandom(8).hex().encode())
         else:
