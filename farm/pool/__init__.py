@@ -80,6 +80,7 @@ class Limits:
 # Seconds of work a worker may hold in the rest of a bundle while another worker of its
 # pool is idle (SPLIT), or in any case (SPLIT_ALWAYS: workers of other pools may be idle).
 SPLIT, SPLIT_ALWAYS = 0.2, 2.0
+SPLIT_LOOK = 0.5  # seconds a worker trusts its last look at whether ready/ had other work
 BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
 HOLD = 0.02  # seconds a result may wait for others to share its file
 RECENT = 16  # values of its own latest results a worker keeps for their dependents
@@ -182,6 +183,7 @@ class Worker:
         self.held = False
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
         self.values: dict[str, bytes] = {}  # pickled values of our latest successes
+        self.ready_seen = (-1e9, False)  # (when, whether ready/ had other work then)
 
     def main(self) -> None:
         signal.signal(signal.SIGTERM, self._terminate)
@@ -350,9 +352,16 @@ class Worker:
 
     def _split(self, left: float) -> bool:
         """Should the rest of a bundle, `left` seconds of work by the look of it so far, go
-        back to ready/ for others to share?"""
-        return left > SPLIT_ALWAYS or (left > SPLIT and any(
-            not s[0] for s in self.siblings if s is not self.state))
+        back to ready/ for others to share?  Only if others would otherwise have nothing to
+        do: while ready/ holds other work, they take that, and a split would only cost a
+        link and a claim per task (a listing of ready/ at most every SPLIT_LOOK s says)."""
+        if not (left > SPLIT_ALWAYS or (left > SPLIT and any(
+                not s[0] for s in self.siblings if s is not self.state))):
+            return False
+        now = time.monotonic()
+        if now - self.ready_seen[0] > SPLIT_LOOK:
+            self.ready_seen = (now, bool(self.spool.ready_names()))
+        return not self.ready_seen[1]
 
     def _outcome(self, path, key, attempt, header, body):
         """Run one claimed task (of the claim at path); its outcome, or None if the task
