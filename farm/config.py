@@ -36,10 +36,13 @@ class Config:
                           stacklevel=2)
         if not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"Config(retries=...) must be an int >= 0, got {retries!r}")
-        if executors is None:
-            from farm.executors import SpoolExecutor
-            executors = [SpoolExecutor()]
-        self.executors = list(executors)
+        # (imported here: `import farm` stays light, and the kernel below never needs them)
+        from farm.executors import SpoolExecutor
+        from farm.providers import LocalProvider
+        self.executors = list(executors) if executors is not None else [SpoolExecutor()]
+        for ex in self.executors:
+            if isinstance(ex, SpoolExecutor) and ex.provider is None:
+                ex.provider = LocalProvider()
         self.retries = retries
         self.retry_handler = retry_handler
         self.app_cache = app_cache

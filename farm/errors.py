@@ -20,6 +20,10 @@ class ConfigError(FarmError):
     """A configuration value or call argument is wrong; the message says which."""
 
 
+
+class ProviderError(ConfigError):
+    """A scheduler command failed; the message quotes what the scheduler said."""
+
 class SpoolError(FarmError):
     """The spool directory is missing, foreign, corrupt or of an unsupported format."""
 

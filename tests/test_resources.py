@@ -12,8 +12,8 @@ import farm
 from farm import python_app
 from farm.errors import ConfigError
 from farm.executors import SpoolExecutor
-from farm.pool.resources import cpus_for, parse_end, worker_count
 from farm.providers import LocalProvider
+from farm.resources import cpus_for, parse_end, worker_count
 
 T = 60
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from farm.pool import Pool
-from farm.pool.resources import AFFINITY
+from farm.resources import AFFINITY
 
 HELP = """Run a worker pool on SPOOL: claim ready tasks and run them in worker processes.
 Needs only the spool path and the signing key (~/.farm/key or $FARM_KEY_FILE): no network.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from farm.data import File
 
 if TYPE_CHECKING:
-    from farm.dataflow.kernel import TaskRecord
+    from farm.dataflow.task import TaskRecord
 
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)

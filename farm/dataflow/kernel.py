@@ -18,12 +18,12 @@ import weakref
 from collections import Counter
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
-from dataclasses import dataclass
 from typing import Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
 from farm.dataflow.futures import AppFuture, DataFuture, when_all_done
 from farm.dataflow.keys import call_digest, task_key
+from farm.dataflow.task import TaskRecord
 from farm.errors import ConfigError, DependencyError
 
 SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
@@ -90,30 +90,6 @@ def _plain_opts(cwd: str) -> dict:
     opts = {"cwd": cwd, "outputs": (), "inputs": ()}
     _opts_cache = (cwd, opts)
     return opts
-
-
-@dataclass(eq=False, slots=True)
-class TaskRecord:
-    """One app call.  Kept as long as its future: small on purpose (slots; the empty
-    sequences, and opts of calls made in the same directory, are shared: read-only)."""
-    key: str
-    name: str
-    kind: str  # "python" | "bash" | "join"
-    func: Any
-    args: tuple
-    kwargs: dict
-    opts: dict
-    outputs: list | tuple
-    executor: Any
-    retries: int = 0
-    retry_handler: Any = None
-    waits_on: list | tuple = ()  # AppFutures this task depends on
-    deps: list | tuple = ()  # keys of deps the executor wires itself
-    future: AppFuture | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}-{self.key[:8]}"
 
 
 class DataFlowKernel:
@@ -337,8 +313,7 @@ class DataFlowKernel:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every executor has written the calls made so far (see farm.flush)."""
-        return all(ex.flush(timeout) for ex in self.executors.values()
-                   if hasattr(ex, "flush"))
+        return all(ex.flush(timeout) for ex in self.executors.values())
 
     def wait_for_current_tasks(self, timeout: float | None = None) -> None:
         """Block until every task submitted so far has finished (successfully or not)."""

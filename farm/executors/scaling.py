@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import sys
 import threading
 import time
 from typing import Any
 
-from farm.providers.local import pool_command
-from farm.providers.slurm import ProviderError
+from farm.errors import ProviderError
 from farm.spool import Spool, fs
 
 log = logging.getLogger("farm.executor")
@@ -60,9 +60,7 @@ class Blocks:
         # The whole decision is under the lock, not just the add: the submitting thread
         # (init_blocks) and the scaling thread must not both count the same gap.
         self.lock = threading.RLock()
-        launcher = getattr(provider, "launcher", None)
-        nodes = max(1, int(getattr(provider, "nodes_per_block", 1)))
-        self.pools_per_block = launcher.pools(nodes) if launcher is not None else 1
+        self.pools_per_block = provider.launcher.pools(max(1, provider.nodes_per_block))
 
     def add(self, n: int = 1) -> None:
         with self.lock:
@@ -117,7 +115,7 @@ class Blocks:
         """Worker slots a new pool brings: as its siblings have, else as configured."""
         if live:
             return max(int(p.get("workers") or 1) for p in live)
-        cores = getattr(self.provider, "cores_per_node", None) or os.cpu_count() or 1
+        cores = self.provider.cores_per_node or os.cpu_count() or 1
         guess = self.workers or max(1, int(cores // self.cores_per_worker))
         return min(guess, self.accelerators) if self.accelerators else guess
 
@@ -156,3 +154,13 @@ class Blocks:
                 f"{self.failures} blocks in a row failed; giving up. The last: {error}. "
                 "Fix the provider's configuration (partition, worker_init, launcher) and "
                 "run the script again: the tasks wait in the spool")
+
+
+def pool_command(spool: Spool, block: str, python: str, options: dict[str, Any]) -> str:
+    """The command that starts one pool of a block: ``python -m farm pool SPOOL --block
+    BLOCK --option value ...`` (options whose value is None or empty are left out)."""
+    argv = [python, "-m", "farm", "pool", spool.path, "--block", block]
+    for flag, value in options.items():
+        if value is not None and value != "":
+            argv += [f"--{flag}", str(value)]
+    return shlex.join(argv)

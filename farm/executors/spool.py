@@ -21,7 +21,7 @@ import cloudpickle
 
 from farm import serialize
 from farm.dataflow.futures import AppFuture, when_all_done
-from farm.dataflow.kernel import TaskRecord
+from farm.dataflow.task import TaskRecord
 from farm.errors import (
     ConfigError,
     CorruptFile,
@@ -31,9 +31,9 @@ from farm.errors import (
     SpoolError,
     unpack_exception,
 )
+from farm.executors.base import Provider
 from farm.executors.scaling import Blocks
-from farm.pool.resources import AFFINITY
-from farm.providers.local import LocalProvider
+from farm.resources import AFFINITY
 from farm.spool import DEP_FAILED, OK, PoolWatch, Spool, driver_identity, fs, is_bundle
 
 log = logging.getLogger("farm.executor")
@@ -64,7 +64,7 @@ class SpoolExecutor:
     """
 
     def __init__(self, label: str = "spool", spool: str | os.PathLike[str] | None = None,
-                 provider: Any = None, max_workers_per_node: int | None = None,
+                 provider: Provider | None = None, max_workers_per_node: int | None = None,
                  idle_timeout: float = 60.0, heartbeat_period: float = 2.0,
                  python: str | None = None, rerun_failed: bool = True,
                  sweep_period: float = 30.0, cores_per_worker: float = 1.0,
@@ -87,7 +87,8 @@ class SpoolExecutor:
         self.cpu_affinity, self.drain_period = cpu_affinity, drain_period
         self.label = label
         self.spool_path = os.fspath(spool) if spool is not None else None
-        self.provider = provider if provider is not None else LocalProvider()
+        # None: a LocalProvider, which Config sets (executors do not import providers).
+        self.provider: Provider | None = provider
         self.workers = max_workers_per_node
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat_period
@@ -140,8 +141,7 @@ class SpoolExecutor:
             "accelerators": ",".join(self.accelerators),
             "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
         }, self.workers, self.cores_per_worker, len(self.accelerators))
-        if hasattr(self.provider, "adopt"):
-            self.provider.adopt(self.spool)  # blocks of earlier drivers count too
+        self.provider.adopt(self.spool)  # blocks of earlier drivers count too
         # Three threads, so that none delays another: results (fast polling), the driver's
         # heartbeat, and pools + blocks (squeue may take seconds on a busy cluster).
         self.threads = [threading.Thread(target=target, name=name, daemon=True)

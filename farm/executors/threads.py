@@ -1,7 +1,7 @@
 """ThreadPoolExecutor: run apps in threads of the driver (debugging, tests, light work).
 
 No spool: nothing survives the driver, and python-app walltimes are not enforced (a thread
-cannot be interrupted).  Apps run exactly as in a pool, through farm.pool.execute.
+cannot be interrupted).  Apps run exactly as in a pool, through farm.execute.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
-from farm.dataflow.kernel import TaskRecord
-from farm.pool import execute
+from farm import execute
+from farm.dataflow.task import TaskRecord
 
 
 class ThreadPoolExecutor:
@@ -52,6 +52,9 @@ class ThreadPoolExecutor:
                 task.future.set_exception(exc)
                 return
             attempt += 1
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True  # (nothing is written anywhere: a call is running or queued here)
 
     def shutdown(self) -> None:
         self.threads.shutdown(wait=False)

@@ -29,10 +29,9 @@ from typing import Any
 
 import cloudpickle
 
-from farm import serialize
+from farm import execute, resources, serialize
 from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
-from farm.pool import execute, resources
 from farm.spool import PoolWatch, Spool, fs, is_bundle, sign, split_name
 
 log = logging.getLogger("farm.pool")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -11,9 +10,8 @@ from typing import Any
 
 import yaml
 
-from farm.errors import ConfigError
 from farm.launchers import Launcher, SingleNodeLauncher
-from farm.providers.slurm import END_EXPORT
+from farm.providers.base import END_EXPORT, check_blocks
 from farm.spool import Spool
 
 
@@ -25,13 +23,12 @@ class LocalProvider:
     """
 
     label = "local"
+    cores_per_node: int | None = None  # (the node is this machine)
 
     def __init__(self, nodes_per_block: int = 1, init_blocks: int = 1, min_blocks: int = 0,
                  max_blocks: int = 1, parallelism: float = 1.0, worker_init: str = "",
                  launcher: Launcher | None = None, cmd_timeout: int = 30):
-        if max_blocks < init_blocks or min_blocks > max_blocks:
-            raise ConfigError(f"LocalProvider: need min_blocks <= init_blocks <= max_blocks, "
-                              f"got {min_blocks}, {init_blocks}, {max_blocks}")
+        check_blocks("LocalProvider", nodes_per_block, init_blocks, min_blocks, max_blocks)
         self.nodes_per_block = nodes_per_block
         self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
         self.parallelism = parallelism
@@ -65,6 +62,10 @@ class LocalProvider:
                 "script": script, "submitted": time.time()}
         spool.replace(spool.block_file(block, "yaml"), yaml.safe_dump(info).encode())
         return info
+
+    def adopt(self, spool: Spool) -> None:
+        """Nothing to take over: an earlier driver's local pools outlive it and are seen by
+        their heartbeats, and cancel() finds their process groups in the block records."""
 
     def running(self) -> list[str]:
         """Blocks this provider started that are still running."""
@@ -112,13 +113,3 @@ def _recorded_pid(spool: Spool, block: str) -> int | None:
         if record.get("block") == block and str(record.get("job_id", "")).isdigit():
             return int(record["job_id"])
     return None
-
-
-def pool_command(spool: Spool, block: str, python: str, options: dict[str, Any]) -> str:
-    """The command that starts one pool of a block: ``python -m farm pool SPOOL --block
-    BLOCK --option value ...`` (options whose value is None or empty are left out)."""
-    argv = [python, "-m", "farm", "pool", spool.path, "--block", block]
-    for flag, value in options.items():
-        if value is not None and value != "":
-            argv += [f"--{flag}", str(value)]
-    return shlex.join(argv)

@@ -14,24 +14,14 @@ from typing import Any
 
 import yaml
 
-from farm.errors import ConfigError
+from farm.errors import ConfigError, ProviderError
 from farm.launchers import Launcher, SrunLauncher
+from farm.providers.base import END_EXPORT, check_blocks
 from farm.spool import Spool, fs
 
 _WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
 SCANCEL_CHUNK = 100  # job ids per scancel call
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
-
-
-# The line a block script runs before the launcher (when inside a Slurm job): one squeue per
-# block, so that each of its pools knows when the job ends (farm pool --drain), even pools
-# with no network.
-END_EXPORT = ('[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(SLURM_TIME_FORMAT=%s '
-              'squeue -h -j "$SLURM_JOB_ID" -o %e 2>/dev/null)"')
-
-
-class ProviderError(ConfigError):
-    """A scheduler command failed; the message quotes what the scheduler said."""
 
 
 class SlurmProvider:
@@ -48,9 +38,7 @@ class SlurmProvider:
         if not isinstance(walltime, str) or not _WALLTIME.fullmatch(walltime):
             raise ConfigError(f"SlurmProvider: walltime {walltime!r} is not a Slurm time; use "
                               "HH:MM:SS, D-HH:MM:SS or minutes, e.g. '01:30:00'")
-        if not 0 <= min_blocks <= init_blocks <= max_blocks:
-            raise ConfigError(f"SlurmProvider: need 0 <= min_blocks <= init_blocks <= "
-                              f"max_blocks, got {min_blocks}, {init_blocks}, {max_blocks}")
+        check_blocks("SlurmProvider", nodes_per_block, init_blocks, min_blocks, max_blocks)
         self.partition, self.account, self.qos, self.constraint = (partition, account, qos,
                                                                    constraint)
         self.nodes_per_block = nodes_per_block
