@@ -45,15 +45,30 @@ def load_key(create: bool = False) -> bytes | None:
 
 
 def _make_key(path: str) -> bytes:
+    """Write a new key to a file of our own, then link it into place: the link makes the
+    key appear whole or not at all (a racing load_key never reads a half-written key), and
+    EEXIST says another process made one first, which is then everybody's key."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     key = secrets.token_hex(32).encode()
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return load_key()  # another process made it first
-    with os.fdopen(fd, "wb") as f:
-        f.write(key + b"\n")
-    return key
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            mine = None
+        else:
+            mine = key
+    finally:
+        os.unlink(tmp)
+    if mine is not None:
+        return mine
+    theirs = load_key()
+    if theirs is None:  # made and removed meanwhile: try again
+        return _make_key(path)
+    return theirs
 
 
 def sign(key: bytes, data: bytes) -> str:
