@@ -7,6 +7,8 @@ layer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 
@@ -53,10 +55,6 @@ class File(os.PathLike):
     def __hash__(self) -> int:
         return hash(("File", self.path))
 
-    def absolute(self) -> File:
-        """The same file with an absolute path (so a worker elsewhere finds it)."""
-        return self if os.path.isabs(self.path) else File(os.path.abspath(self.path))
-
 
 class _AutoLogname:
     """Sentinel: ``stdout=AUTO_LOGNAME`` puts the stream in a file farm names (under the
@@ -64,12 +62,12 @@ class _AutoLogname:
 
     _instance: _AutoLogname | None = None
 
-    def __new__(cls):
+    def __new__(cls) -> _AutoLogname:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (_AutoLogname, ())
 
     def __repr__(self) -> str:
@@ -87,17 +85,18 @@ class DepRef:
     def __init__(self, key: str):
         self.key = key
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (DepRef, (self.key,))
 
     def __repr__(self) -> str:
         return f"DepRef({self.key[:8]})"
 
 
-def substitute(args: tuple, kwargs: dict, value_of) -> tuple[tuple, dict]:
+def substitute(args: tuple, kwargs: dict,
+               value_of: Callable[[str], Any]) -> tuple[tuple, dict]:
     """Replace DepRef placeholders (top-level args, kwarg values, items of inputs=[...])
     with value_of(key)."""
-    def sub(v):
+    def sub(v: Any) -> Any:
         return value_of(v.key) if isinstance(v, DepRef) else v
 
     args = tuple(sub(a) for a in args)
