@@ -19,7 +19,8 @@ from farm.errors import ConfigError
 class App:
     """A decorated function.  Calling it submits a task to the loaded DataFlowKernel."""
 
-    def __init__(self, func: Callable, kind: str, data_flow_kernel=None, cache: bool = False,
+    def __init__(self, func: Callable, kind: str, data_flow_kernel: Any = None,
+                 cache: bool = False,
                  executors: str | Sequence[str] = "all",
                  ignore_for_cache: Sequence[str] | None = None):
         if not callable(func):
@@ -45,10 +46,12 @@ class App:
         return f"<{self.kind}_app {self.name}>"
 
 
-def _decorator(kind: str):
-    def decorator(function: Callable | None = None, data_flow_kernel=None, cache: bool = False,
+def _decorator(kind: str) -> Callable[..., Any]:
+    def decorator(function: Callable | None = None, data_flow_kernel: Any = None,
+                  cache: bool = False,
                   executors: str | Sequence[str] = "all",
-                  ignore_for_cache: Sequence[str] | None = None):
+                  ignore_for_cache: Sequence[str] | None = None
+                  ) -> App | Callable[[Callable], App]:
         def wrap(f: Callable) -> App:
             return App(f, kind, data_flow_kernel, cache, executors, ignore_for_cache)
         return wrap(function) if function is not None else wrap

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+from typing import Any
 
 import cloudpickle
 
@@ -53,7 +54,7 @@ class BashExitFailure(AppException):
         self.app_name = app_name
         self.exitcode = exitcode
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.app_name, self.exitcode))
 
 
@@ -69,7 +70,7 @@ class MissingOutputs(AppException):
         self.reason = reason
         self.outputs = outputs
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.reason, self.outputs))
 
 
@@ -81,7 +82,7 @@ class MissingInputs(AppException):
         self.reason = reason
         self.inputs = inputs
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.reason, self.inputs))
 
 
@@ -94,7 +95,7 @@ class DependencyError(AppException):
         self.failed = list(failed)
         self.task = task
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.failed, self.task))
 
 
@@ -125,7 +126,7 @@ class RemoteError(FarmError):
         self.type_name = type_name
         self.message = message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.type_name, self.message))
 
 

@@ -37,13 +37,13 @@ loads = cloudpickle.loads
 
 
 class _Pickler(cloudpickle.Pickler):
-    def __init__(self, file, protocol=None):
+    def __init__(self, file: io.BytesIO, protocol: int | None = None):
         super().__init__(file, protocol=protocol)
         # Copies made here must outlive the dump: the memo is keyed by id().
         self._copies: dict[int, types.CodeType] = {}
         self._sources: dict[str, tuple[str, ...] | None] = {}
 
-    def reducer_override(self, obj):
+    def reducer_override(self, obj: Any) -> Any:
         if type(obj) is types.CodeType:
             if id(obj) in self._copies:
                 return NotImplemented  # the copy: cloudpickle's own reduction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import time
 
@@ -13,14 +14,14 @@ returning unfinished tasks to ready/ (they run again when a driver or pool next 
 the next driver removes the request).  Waits until the live pools have exited."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", help="stop all pools of a spool", description=HELP)
     p.add_argument("spool", help="the spool directory")
     p.add_argument("--wait", type=float, default=60.0,
                    help="seconds to wait for pools to exit (default 60; 0: don't wait)")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     spool = Spool(args.spool)
     spool.request_shutdown()
     live = spool.live_pools()

@@ -28,7 +28,7 @@ EPILOG = """Examples:
 Detached pools (no driver running): scripts/farm-pools.sbatch."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pool", help="run a worker pool on a spool", description=HELP,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spool", help="the spool directory (made by the driver)")
@@ -76,7 +76,7 @@ def add_parser(sub) -> None:
                    help="the block (batch job) this pool belongs to, for scaling and status")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise SystemExit("farm pool: --workers must be at least 1")
     if args.mem_per_worker is not None and args.mem_per_worker <= 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from farm.errors import ConfigError
 from farm.spool import Spool
 
@@ -10,7 +12,7 @@ spool's pools run them again.  KEY may be a unique prefix of a task key (as `far
 shows).  The next run of the script collects the new results."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retry", help="run failed tasks again", description=HELP)
     p.add_argument("spool", help="the spool directory")
     p.add_argument("keys", nargs="*", metavar="KEY", help="tasks to run again")
@@ -28,7 +30,7 @@ def _expand(spool: Spool, prefix: str) -> str:
     return matches[0]
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     spool = Spool(args.spool)
     if not args.keys and not args.failed:
         raise ConfigError("say which tasks: KEY... or --failed")

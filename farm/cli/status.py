@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from farm.spool import OK, Spool
@@ -9,13 +10,13 @@ from farm.spool import OK, Spool
 HELP = "Show what a spool holds: tasks by state, live pools, and the most recent failures."
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="summarise a spool", description=HELP)
     p.add_argument("spool", help="the spool directory")
     p.add_argument("--failures", type=int, default=5, help="how many recent failures to show")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     spool = Spool(args.spool)
     c = spool.counts()
     results = list(spool.iter_results())

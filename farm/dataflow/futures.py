@@ -47,7 +47,7 @@ class _Wakeup:
 
     __slots__ = ("event",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.event = threading.Event()
 
     def add_result(self, future: Future) -> None:
@@ -66,13 +66,14 @@ class LightFuture(Future):
     _w: list | None = None  # waiters (concurrent.futures.wait, result(), exception())
     _cbs: list | None = None  # done callbacks
 
-    def __init__(self):  # (not Future.__init__: it makes the Condition)
+    def __init__(self) -> None:  # (not Future.__init__: it makes the Condition)
         self._state = PENDING
         self._result = None
         self._exception = None
 
+    # Future's own methods use these two as plain lists: properties, made on first use.
     @property
-    def _waiters(self) -> list:
+    def _waiters(self) -> list:  # type: ignore[override]
         with _LOCK:
             if self._w is None:
                 self._w = []
@@ -92,7 +93,7 @@ class LightFuture(Future):
             except Exception:
                 LOGGER.exception("exception calling callback for %r", self)
 
-    def add_done_callback(self, fn) -> None:
+    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         with _LOCK:
             if self._state not in _DONE:
                 self._done_callbacks.append(fn)
@@ -162,7 +163,7 @@ class LightFuture(Future):
             w.event.wait(timeout)
         finally:
             with _LOCK:
-                self._w.remove(w)
+                self._waiters.remove(w)
 
     def result(self, timeout: float | None = None) -> Any:
         try:
@@ -178,9 +179,9 @@ class LightFuture(Future):
             try:
                 raise exc
             finally:
-                exc = None  # no reference cycle through the traceback
+                exc = None  # type: ignore[assignment]  # no cycle through the traceback
         finally:
-            self = None  # (as Future.result: no cycle through a raised traceback)
+            self = None  # type: ignore[assignment]  # (as Future.result does)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait(timeout)
@@ -192,7 +193,6 @@ class LightFuture(Future):
             return self._exception
 
 
-_NO_OUTPUTS: tuple = ()
 
 
 class AppFuture(LightFuture):
@@ -207,8 +207,8 @@ class AppFuture(LightFuture):
     def __init__(self, task: TaskRecord):
         super().__init__()
         self.task = task
-        self._outputs = ([DataFuture(self, f) for f in task.outputs] if task.outputs
-                         else _NO_OUTPUTS)
+        self._outputs: list[DataFuture] | tuple[()] = (
+            [DataFuture(self, f) for f in task.outputs] if task.outputs else ())
 
     @property
     def key(self) -> str:
@@ -220,7 +220,7 @@ class AppFuture(LightFuture):
 
     @property
     def outputs(self) -> list[DataFuture]:
-        return self._outputs if self._outputs else []
+        return self._outputs if isinstance(self._outputs, list) else []
 
     @property
     def stdout(self) -> str | None:
@@ -283,7 +283,7 @@ def when_all_done(futures: list[Future], then: Callable[[], None]) -> None:
     left = [len(futures)]
     lock = threading.Lock()
 
-    def one_done(_):
+    def one_done(_: Future) -> None:
         with lock:
             left[0] -= 1
             last = left[0] == 0

@@ -16,15 +16,21 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
+from farm.dataflow.executor import Executor
 from farm.dataflow.futures import AppFuture, DataFuture, when_all_done
 from farm.dataflow.keys import call_digest, task_key
 from farm.dataflow.task import TaskRecord
 from farm.errors import ConfigError, DependencyError
+
+if TYPE_CHECKING:  # (both are above the kernel: they use it)
+    from farm.apps import App
+    from farm.config import Config
 
 SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
 _NO_KWARGS: dict = {}  # the kwargs of every call without any (shared: never mutated)
@@ -95,9 +101,9 @@ def _plain_opts(cwd: str) -> dict:
 class DataFlowKernel:
     """Created by ``farm.load(config)``; usable as a context manager (cleanup on exit)."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config):
         self.config = config
-        self.executors = {}
+        self.executors: dict[str, Executor] = {}
         for ex in config.executors:
             if ex.label in self.executors:
                 raise ConfigError(f"two executors are labelled {ex.label!r}; labels must differ")
@@ -124,14 +130,14 @@ class DataFlowKernel:
     def __enter__(self) -> DataFlowKernel:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         from farm import clear
         self.cleanup()
         clear()
 
     # -- submission ------------------------------------------------------------------------
 
-    def submit(self, app, args: tuple, kwargs: dict) -> AppFuture:
+    def submit(self, app: App, args: tuple, kwargs: dict) -> AppFuture:
         if self._closed:
             raise ConfigError("this DataFlowKernel was cleaned up; call farm.load() again")
         ex = self._executor_for(app) if app.kind != "join" else None  # joins run here
@@ -164,14 +170,14 @@ class DataFlowKernel:
             if len(live) >= self._live_max:
                 live[:] = [r for r in live if (f := r()) is not None and not f.done()]
                 self._live_max = max(1024, 2 * len(live))
-        pending = [f for f in task.waits_on if not (task.kind != "join" and ex.native(f))]
+        pending = [f for f in task.waits_on if not (ex is not None and ex.native(f))]
         if not pending:
             self._launch(task)
         else:
             when_all_done(pending, lambda: self._launch(task))
         return fut
 
-    def _executor_for(self, app):
+    def _executor_for(self, app: App) -> Executor:
         if app.executors == "all":
             return next(iter(self.executors.values()))
         for label in app.executors:
@@ -180,7 +186,8 @@ class DataFlowKernel:
         raise ConfigError(f"app {app.name} asks for executors {app.executors}, but the config "
                           f"has only {list(self.executors)}")
 
-    def _make_task(self, app, ex, key, args, kwargs) -> TaskRecord:
+    def _make_task(self, app: App, ex: Executor | None, key: str, args: tuple,
+                   kwargs: dict) -> TaskRecord:
         cwd = _Cwd.get()
         if not kwargs:  # the common case: no special kwargs (no kwargs at all)
             return TaskRecord(key=key, name=app.name, kind=app.kind, func=app.func,
@@ -228,7 +235,7 @@ class DataFlowKernel:
                           waits_on=waits_on)
 
     @staticmethod
-    def _waits_on(values) -> list | tuple:
+    def _waits_on(values: Iterable[Any]) -> list | tuple:
         """The AppFutures among values (a DataFuture stands for its app's), each once."""
         waits_on: list[AppFuture] = []
         for v in values:
@@ -252,7 +259,7 @@ class DataFlowKernel:
 
         deps: list[str] = []
 
-        def wire(v):
+        def wire(v: Any) -> Any:
             if isinstance(v, DataFuture):
                 if native and ex.native(v.parent) and v.parent.key not in deps:
                     deps.append(v.parent.key)
@@ -295,7 +302,7 @@ class DataFlowKernel:
                                         f"of futures, not {type(inner).__name__}"))
             return
 
-        def finish():
+        def finish() -> None:
             failed = [getattr(getattr(f, "task", None), "label", repr(f))
                       for f in inner_list if f.exception() is not None]
             if failed:
@@ -332,7 +339,7 @@ class DataFlowKernel:
             ex.shutdown()
 
 
-def signature_info(func) -> tuple[set[str], dict[str, Any]]:
+def signature_info(func: Callable[..., Any]) -> tuple[set[str], dict[str, Any]]:
     """(parameter names, defaults of the special keyword arguments) of an app function."""
     try:
         params = inspect.signature(func).parameters

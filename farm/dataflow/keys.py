@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import struct
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 import cloudpickle
 
@@ -19,7 +21,7 @@ from farm.data import File, _AutoLogname
 KEY_LEN = 32
 
 
-def app_identity(func) -> str:
+def app_identity(func: Callable[..., Any]) -> str:
     """module.qualname plus a hash of the source (or bytecode, where there is no source):
     editing an app gives its calls new keys, so a resumed run recomputes them."""
     try:
@@ -31,7 +33,7 @@ def app_identity(func) -> str:
     return f"{func.__module__}.{func.__qualname__}:{digest}"
 
 
-def _enc(obj, out: list[bytes]) -> None:
+def _enc(obj: Any, out: list[bytes]) -> None:
     t = type(obj)
     if obj is None or t is bool:
         out.append(b"N" if obj is None else (b"T" if obj else b"F"))
@@ -52,7 +54,8 @@ def _enc(obj, out: list[bytes]) -> None:
     elif t is dict:
         items = []
         for k, v in obj.items():
-            kb, vb = [], []
+            kb: list[bytes] = []
+            vb: list[bytes] = []
             _enc(k, kb)
             _enc(v, vb)
             items.append((b"".join(kb), b"".join(vb)))
@@ -83,7 +86,7 @@ def _enc(obj, out: list[bytes]) -> None:
             out.append(b"U" + f"{t.__module__}.{t.__qualname__}".encode() + b";")
 
 
-def canonical(obj) -> bytes:
+def canonical(obj: Any) -> bytes:
     out: list[bytes] = []
     _enc(obj, out)
     return b"".join(out)

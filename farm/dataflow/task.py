@@ -26,7 +26,9 @@ class TaskRecord:
     retry_handler: Any = None
     waits_on: list | tuple = ()  # AppFutures this task depends on
     deps: list | tuple = ()  # keys of deps the executor wires itself
-    future: AppFuture | None = None
+    # Set by the kernel right after the record is made (the future needs its task): every
+    # task has one by the time anybody else sees it.
+    future: AppFuture = None  # type: ignore[assignment]
 
     @property
     def label(self) -> str:

@@ -24,13 +24,17 @@ class Launcher(Protocol):
 
 class Provider(Protocol):
     label: str
-    launcher: Launcher
     nodes_per_block: int
     cores_per_node: int | None  # None: not known before a pool reports it
     init_blocks: int
     min_blocks: int
     max_blocks: int
     parallelism: float
+
+    @property
+    def launcher(self) -> Launcher:
+        """What turns the pool command into the command a block runs."""
+        ...
 
     def adopt(self, spool: Spool) -> None:
         """Take over the blocks earlier drivers of this spool started (their records)."""

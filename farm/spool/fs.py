@@ -297,5 +297,6 @@ _HINTS = {
 def explain(err: OSError) -> str:
     """One line saying which file and what went wrong, in words a user can act on."""
     where = err.filename or "the spool"
-    return f"{where}: {_HINTS.get(err.errno, err.strerror or str(err))}"
+    hint = _HINTS.get(err.errno) if err.errno is not None else None
+    return f"{where}: {hint or err.strerror or str(err)}"
 

@@ -15,6 +15,7 @@ import random
 import re
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import yaml
@@ -269,7 +270,7 @@ class Layout(Paths):
         return dst
 
 
-def _read_head(path: str, read=fs.read) -> bytes | None:
+def _read_head(path: str, read: Callable[..., bytes | None] = fs.read) -> bytes | None:
     """Enough of a record to decode its header (magic line and header line), read in one
     go in the common case: headers are small, bodies may be large.  A bundle is read whole
     (the record wanted may be anywhere in it; bundles hold only small records).  read:

@@ -88,7 +88,7 @@ def bundle_records(data: bytes, path: str) -> tuple[dict[str, Any], list[tuple[s
     """A bundle's index and its (key, record bytes), in order."""
     line, sep, rest = data[len(BUNDLE_MAGIC):].partition(b"\n")
     try:
-        index = json.loads(line) if sep else None
+        index = json.loads(line) if sep else {}
         keys, sizes = index["keys"], index["sizes"]
         if len(keys) != len(sizes) or sum(sizes) != len(rest):
             raise ValueError("sizes do not add up")

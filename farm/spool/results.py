@@ -7,7 +7,7 @@ farm.spool.fs on why "not there" needs a listing to be believed).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from farm.errors import CorruptFile
@@ -114,7 +114,7 @@ class Results(Layout):
         first guesses that a link or rename then decides."""
         return self._result_status(key, fs.peek)
 
-    def _result_status(self, key: str, read) -> str | None:
+    def _result_status(self, key: str, read: Callable[..., bytes | None]) -> str | None:
         status = self._status.get(key)
         if status is None:
             path = self.result_path(key)
@@ -154,7 +154,8 @@ class Results(Layout):
         """The keys that have a result now: one fresh listing per shard."""
         return {k for s in SHARDS for k in fs.listdir(self.p("results", s)) if is_entry(k)}
 
-    def iter_results(self, keys: Iterable[str] | None = None):
+    def iter_results(self, keys: Iterable[str] | None = None
+                     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, header) of every result (or of the given keys that have one)."""
         if keys is None:
             keys = (k for s in SHARDS for k in fs.listdir(self.p("results", s)))
