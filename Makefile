@@ -27,7 +27,7 @@ test: install lint test-min
 # The tests that touch pickling and tracebacks, again on the oldest versions pyproject.toml
 # allows (tests/constraints-min.txt), so that a lower bound is one that was tested.
 MIN := .venv-min/bin
-MIN_TESTS := tests/test_tracebacks.py tests/test_apps.py tests/test_futures.py
+MIN_TESTS := tests/test_tracebacks.py tests/test_apps.py tests/test_futures.py tests/test_keys.py
 $(MIN)/python:
 	$(PYTHON) -m venv .venv-min
 	$(MIN)/python -m pip install -q --upgrade pip

@@ -10,7 +10,6 @@ import yaml
 
 import farm
 from farm import python_app
-from farm.errors import ConfigError
 from farm.executors import SpoolExecutor
 from farm.launchers import SrunLauncher
 from farm.providers import SlurmProvider
@@ -90,42 +89,6 @@ def test_bad_partition_quotes_slurm_and_leaves_no_block(tmp_path):
     with pytest.raises(ProviderError, match="(?i)invalid partition"):
         prov.submit(spool, "true", "b1")
     assert os.listdir(spool.p("blocks")) == []
-
-
-def test_walltime_format_is_checked():
-    with pytest.raises(ConfigError, match="not a Slurm time"):
-        SlurmProvider(walltime="10 minutes")
-
-
-def test_sbatch_script_is_as_expected(tmp_path):
-    spool = Spool.create(tmp_path / "s")
-    prov = SlurmProvider(partition="regular", account="m1234", nodes_per_block=2,
-                         walltime="00:30:00", scheduler_options="#SBATCH -C haswell",
-                         worker_init="module load python", launcher=SrunLauncher("-c 64"))
-    assert prov.script(spool, "farm pool S", "b7") == "\n".join([
-        "#!/bin/bash",
-        "#SBATCH --job-name=farm-b7",
-        f"#SBATCH --output={spool.path}/logs/b7.log",
-        "#SBATCH --nodes=2",
-        "#SBATCH --time=00:30:00",
-        "#SBATCH --partition=regular",
-        "#SBATCH --account=m1234",
-        "#SBATCH --exclusive",
-        "#SBATCH -C haswell",
-        f"# farm block b7 on {spool.path}",
-        "module load python",
-        '[ -n "${SLURM_JOB_ID:-}" ] && export FARM_BLOCK_END="$(SLURM_TIME_FORMAT=%s squeue '
-        '-h -j "$SLURM_JOB_ID" -o %e 2>/dev/null)"',
-        "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=0 -c 64 farm pool S",
-        "",
-    ])
-
-
-def test_mpiexec_launcher_command():
-    from farm.launchers import MpiExecLauncher
-    cmd = MpiExecLauncher(overrides="-localhost 127.0.0.1")("farm pool S", 1, 2)
-    assert cmd.startswith("mpiexec -n 2 -ppn 1 $(if [ -n \"${SLURM_JOB_NODELIST:-}\" ]")
-    assert cmd.endswith(" -localhost 127.0.0.1 farm pool S")
 
 
 def test_farm_cancel_scancels_blocks(tmp_path):

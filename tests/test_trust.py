@@ -89,3 +89,29 @@ def test_pool_refuses_shared_spool_without_key(tmp_path, monkeypatch):
             Spool(s.path)
     finally:
         os.chmod(key, 0o600)
+
+
+def _first_key(path, start, out):
+    os.environ["FARM_KEY_FILE"] = path
+    from farm.spool import sign
+    start.wait(10)
+    try:
+        out.put(sign.load_key(create=True))
+    except Exception as e:  # e.g. "too short": a key read while it was being written
+        out.put(repr(e))
+
+
+def test_processes_racing_to_make_the_key_all_get_the_same_whole_key(tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for round_ in range(5):
+        path = str(tmp_path / f"home{round_}" / "key")
+        start, out = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_first_key, args=(path, start, out)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        keys = [out.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(30)
+        assert len(set(keys)) == 1 and isinstance(keys[0], bytes) and len(keys[0]) == 64, keys
+        assert os.listdir(os.path.dirname(path)) == ["key"]  # no temporary file left
