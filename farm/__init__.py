@@ -14,6 +14,7 @@ directory on a shared filesystem.
 
 from __future__ import annotations
 
+import os
 import threading
 
 __version__ = "0.1.0"
@@ -28,14 +29,21 @@ _dfk: DataFlowKernel | None = None
 _lock = threading.Lock()
 
 
-def load(config: Config | None = None) -> DataFlowKernel:
-    """Start farm with config (default: SpoolExecutor on local pools, spool
-    ``./<script>.farm``).  Returns the DataFlowKernel, also usable as a context manager."""
+def load(config: Config | str | os.PathLike[str] | None = None) -> DataFlowKernel:
+    """Start farm with config: a Config, or the path of a site file (YAML, see farm.site);
+    by default the site file named by $FARM_SITE, else a SpoolExecutor on local pools with
+    its spool ``./<script>.farm``.  Returns the DataFlowKernel, also usable as a context
+    manager."""
     global _dfk
+    from farm import site
+    if isinstance(config, (str, os.PathLike)):
+        config = site.load(config)
+    elif config is None:
+        config = site.from_env() or Config()
     with _lock:
         if _dfk is not None:
             raise ConfigError("farm is already loaded; call farm.clear() before loading again")
-        _dfk = DataFlowKernel(config if config is not None else Config())
+        _dfk = DataFlowKernel(config)
         return _dfk
 
 

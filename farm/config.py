@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,12 @@ class Config:
         self.retry_handler = retry_handler
         self.app_cache = app_cache
         self.run_dir = run_dir
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Config:
+        """The Config a site file describes (farm.site)."""
+        from farm.site import load
+        return load(path)
 
     def __repr__(self) -> str:
         return (f"Config(executors={self.executors!r}, retries={self.retries}, "

@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 
-from farm.cli import cancel, pool, retry, status
+from farm.cli import cancel, pool, retry, run, status, wait
 from farm.errors import FarmError
 
-COMMANDS = {"pool": pool, "status": status, "cancel": cancel, "retry": retry}
+COMMANDS = {"run": run, "wait": wait, "pool": pool, "status": status, "cancel": cancel,
+            "retry": retry}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for mod in COMMANDS.values():
         mod.add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # What follows the first "--" is a command line for `farm run` (--array, --each-line),
+    # taken as it is: argparse would hand its first word to a positional argument.
+    tail: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, tail = argv[:at], argv[at + 1:]
     args = parser.parse_args(argv)
+    if tail and args.command != "run":
+        parser.error(f"farm {args.command} takes nothing after --")
+    args.cmd = tail
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

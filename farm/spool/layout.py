@@ -26,7 +26,7 @@ from farm.spool import fs, records, sign
 log = logging.getLogger("farm.spool")
 
 DIRS = ("tmp", "apps", "tasks", "waiting", "ready", "claimed", "results", "notices", "deps",
-        "attempts", "pools", "blocks", "out", "logs", "quarantine", "control")
+        "attempts", "pools", "blocks", "out", "logs", "quarantine", "control", "runs")
 # Made with the spool: a shard directory made on first use is one that other nodes may have
 # looked up and cached as missing (NFS), and would not see for seconds.
 SHARDED = ("tasks", "results", "deps")
@@ -125,6 +125,10 @@ class Paths:
 
     def block_records_glob(self) -> str:
         return self.p("blocks", "*.yaml")
+
+    def run_manifest(self, name: str) -> str:
+        """The record of a farm run (its lines and their keys)."""
+        return self.p("runs", f"{name}.yaml")
 
     def shutdown_path(self) -> str:
         return self.p("control", "shutdown")
