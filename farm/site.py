@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -128,6 +129,10 @@ class Site:
                             f"{root!r}")
         ex = self._make(("executor",), SpoolExecutor, dict(options, provider=self.provider()))
         run_dir = os.path.expandvars(os.path.expanduser(root)) if root else "."
+        unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", run_dir)
+        if unset:
+            raise SiteError(f"{self.where('spool_root')}: ${unset[0]} is not set in this "
+                            "environment")
         return Config(executors=[ex], retries=retries, run_dir=run_dir)
 
     def provider(self) -> Any:
