@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 import slowfs
+import taskfile
 import yaml
 from machine import machine_limits
 from report import OPKINDS, PARSL_REFERENCE, build_results, compare, render
@@ -925,9 +926,12 @@ def _run_all(args, base: str, info: dict) -> int:
                                     for part, n in sizes[j.name].items())
     parsl["failures"] = [f"{j.name}: {r.get('error')}" for j in jobs if j.system == "parsl"
                          for r in runs[j.name] if not r.get("ok")][:4]
+    progress("taskfile: farm run next to GNU parallel ...")
+    tf = taskfile.measure(base, 500 if args.quick else 2_000, repeats, progress)
     info = {**info, "repeats": repeats, "parsl": parsl}
     results = build_results(runs, limits, parsl["measured"], os.cpu_count() or 1)
-    table = render(results, sizes, runs, info)
+    table = render(results, sizes, runs, info) + "\n" + taskfile.render(tf)
+    results["taskfile"] = tf
     doc = {"mode": mode, "repeats": repeats, "sizes": sizes, "machine": info,
            "parsl_reference": PARSL_REFERENCE, **results, "machine_limits_runs": limits,
            "runs": runs, "table": table}
