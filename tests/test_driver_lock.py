@@ -3,6 +3,7 @@ silent one is taken over; a taken-over driver stops."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -34,8 +35,12 @@ def test_second_driver_is_refused_then_takes_over_a_dead_one(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert holder.stdout.readline().strip() == "loaded"
-        with pytest.raises(SpoolError, match=f"pid {holder.pid} on "):
+        with pytest.raises(SpoolError, match=f"pid {holder.pid} on ") as info:
             farm.load(spool_config(tmp_path / "s"))
+        # durations in words, never an epoch time or a raw record
+        assert re.search(r"started \d+ s ago \((last heartbeat \d+ s ago|no heartbeat "
+                         r"yet: it has just started)\)", str(info.value)), info.value
+        assert "{" not in str(info.value)
         holder.kill()
         holder.wait(10)
         farm.load(spool_config(tmp_path / "s"))  # the dead driver's lock is stale

@@ -38,11 +38,10 @@ class DriverLock(Layout):
                 continue  # released meanwhile
             if isinstance(owner, dict) and _driver_alive(self, owner, lease):
                 hb = _yaml(fs.read(self.p("control", f"driver-{owner.get('id')}.yaml")))
-                beat = time.time() - float((hb or {}).get("time", 0) or 0)
                 raise SpoolError(
-                    f"spool {self.path} is in use by another driver: pid {owner.get('pid')} "
-                    f"on {owner.get('host')} (last heartbeat {beat:.0f} s ago). One driver "
-                    "at a time: wait for it to end, stop it, or use another spool")
+                    f"spool {self.path} is in use by another driver: {_describe(owner)} "
+                    f"({_last_beat(hb)}). One driver at a time: wait for it to end, "
+                    "stop it, or use another spool")
             stale = self.p("control", f"driver.lock.stale-{me['id']}")
             try:
                 fs.rename(lock, stale)
@@ -59,7 +58,7 @@ class DriverLock(Layout):
                 continue
             fs.unlink(stale)
             log.warning("spool %s: taking over from a driver that is gone (%s)", self.path,
-                        owner)
+                        _describe(owner))
         raise SpoolError(f"{lock}: could not take the driver lock after 10 tries")
 
     def driver_beat(self, me: dict[str, Any], counter: int) -> bool:
@@ -77,6 +76,34 @@ class DriverLock(Layout):
         if isinstance(owner, dict) and owner.get("id") == me["id"]:
             fs.unlink(self.p("control", "driver.lock"))
         fs.unlink(self.p("control", f"driver-{me['id']}.yaml"))
+
+
+def _describe(owner: Any) -> str:
+    """A driver, in words: pid 123 on node7, started 5 min ago."""
+    if not isinstance(owner, dict):
+        return "an unknown driver (its lock file is damaged)"
+    words = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
+    try:
+        words += f", started {_ago(time.time() - float(owner['since']))} ago"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return words
+
+
+def _last_beat(hb: Any) -> str:
+    try:
+        return f"last heartbeat {_ago(time.time() - float(hb['time']))} ago"
+    except (KeyError, TypeError, ValueError):
+        return "no heartbeat yet: it has just started"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def driver_identity() -> dict[str, Any]:
