@@ -57,14 +57,59 @@ def _decorator(kind: str) -> Callable[..., Any]:
         return wrap(function) if function is not None else wrap
 
     decorator.__name__ = f"{kind}_app"
-    decorator.__doc__ = {
-        "python": "Run the function in a worker; the future resolves to its return value.",
-        "bash": "The function returns a command line; a worker runs it with bash.  The future "
-                "resolves to the exit code (0); a non-zero exit raises BashExitFailure.",
-        "join": "The function runs in the driver and returns a future (or list of futures); "
-                "the app's future resolves to their result(s).",
-    }[kind]
+    decorator.__doc__ = _DOCS[kind] + _COMMON
     return decorator
+
+
+_DOCS = {
+    "python": """Make a function an app that runs in a worker: a call returns an AppFuture at
+once, which resolves to the function's return value (or raises its exception, with the
+remote traceback as its cause).
+
+    @python_app
+    def add(a, b):
+        return a + b
+
+    total = add(add(1, 2), 10)      # a future passed in is a dependency
+    total.result()                  # 13
+""",
+    "bash": """Make a function an app whose return value is a command line that a worker runs
+with bash: the future resolves to the exit code, 0; a non-zero exit raises
+BashExitFailure (with .exitcode), a missing output MissingOutputs.
+
+    @bash_app
+    def compress(inputs=(), outputs=(), stdout=AUTO_LOGNAME, stderr=AUTO_LOGNAME):
+        return f"gzip -c {inputs[0]} > {outputs[0]}"
+
+    f = compress(inputs=[File("data.txt")], outputs=[File("data.txt.gz")])
+    f.outputs[0]                    # a DataFuture: pass it to the next app
+    open(f.stderr).read()           # what the command wrote to stderr
+""",
+    "join": """Make a function an app that runs in the driver and returns a future (or a list
+of futures) of other apps; the app's own future resolves to their result(s), so a
+workflow can decide what to run next from results.
+
+    @join_app
+    def fan_out(n):
+        return [add(i, i) for i in range(n)]
+
+    fan_out(3).result()             # [0, 2, 4]
+""",
+}
+
+_COMMON = """
+Decorator options: cache=True (identical calls share one task), ignore_for_cache=[names]
+(arguments left out of the key), executors=[labels].
+
+Special keyword arguments of a call (the function may declare them to see their values):
+  inputs=[File or future, ...]   files the task reads; futures among them are dependencies
+  outputs=[File, ...]            files the task writes; future.outputs[i] is a DataFuture
+  stdout=, stderr=               (bash apps) a path, a (path, mode) tuple, or AUTO_LOGNAME
+                                 (a file in the spool, named for the task)
+  walltime=SECONDS               the task is stopped and fails with AppTimeout past it
+Every argument is pickled when the app is called (later changes to it are not seen); a
+future among the arguments is replaced by its result when the task runs.
+"""
 
 
 python_app = _decorator("python")
