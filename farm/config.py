@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from collections.abc import Callable
@@ -29,9 +30,14 @@ class Config:
     def __init__(self, executors: list | None = None, retries: int = 0,
                  retry_handler: Callable[[BaseException, dict], float] | None = None,
                  app_cache: bool = True, run_dir: str = ".", **parsl_options: Any):
-        unknown = set(parsl_options) - _IGNORED
+        unknown = sorted(set(parsl_options) - _IGNORED)
         if unknown:
-            raise ConfigError(f"Config got unknown options {sorted(unknown)}")
+            known = ["executors", "retries", "retry_handler", "app_cache", "run_dir"]
+            near = difflib.get_close_matches(unknown[0], known + sorted(_IGNORED), n=1)
+            raise ConfigError(f"Config got unknown option{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(unknown)}"
+                              + (f"; did you mean {near[0]}?" if near else
+                                 f"; it takes {', '.join(known)}"))
         if parsl_options:
             warnings.warn(f"farm ignores these Parsl Config options: {sorted(parsl_options)}",
                           stacklevel=2)

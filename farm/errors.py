@@ -6,9 +6,12 @@ re-raised with the remote traceback attached).  Spool problems name the file at 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import pickle
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 
@@ -160,3 +163,29 @@ def unpack_exception(body: bytes) -> BaseException:
     return exc
 
 
+
+
+# -- misspelt options -----------------------------------------------------------------------------
+
+_C = TypeVar("_C", bound=type)
+
+
+def checked_options(cls: _C) -> _C:
+    """Class decorator: an unknown keyword argument to the constructor is a ConfigError that
+    names the class and the nearest known options (not Python's bare TypeError)."""
+    init = cls.__init__  # type: ignore[misc]
+    known = [n for n, p in inspect.signature(init).parameters.items()
+             if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], known, n=2)
+            raise ConfigError(f"{cls.__name__}: unknown option {unknown[0]!r}; "
+                              + (f"did you mean {' or '.join(near)}?" if near else
+                                 f"it takes {', '.join(known)}"))
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls

@@ -3,6 +3,7 @@ processes (the real thing is tested on the local Slurm in test_slurm*.py)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import pytest
@@ -89,3 +90,14 @@ def test_pool_command_quotes_every_argument(tmp_path):
 ])
 def test_blocks_to_add(case, want):
     assert blocks_to_add(*case) == want
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: SlurmProvider(partiton="debug"), "SlurmProvider: unknown option 'partiton'; "
+                                              "did you mean partition?"),
+    (lambda: LocalProvider(max_block=2), "LocalProvider: unknown option 'max_block'; did you "
+                                         "mean max_blocks"),
+])
+def test_a_misspelt_option_gets_a_did_you_mean(make, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        make()

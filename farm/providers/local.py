@@ -10,11 +10,13 @@ from typing import Any
 
 import yaml
 
+from farm.errors import checked_options
 from farm.launchers import Launcher, SingleNodeLauncher
 from farm.providers.base import END_EXPORT, check_blocks
 from farm.spool import Spool
 
 
+@checked_options
 class LocalProvider:
     """Start pools on this machine, each in its own session so it survives the driver.
 

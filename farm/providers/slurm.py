@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from farm.errors import ConfigError, ProviderError
+from farm.errors import ConfigError, ProviderError, checked_options
 from farm.launchers import Launcher, SrunLauncher
 from farm.providers.base import END_EXPORT, check_blocks
 from farm.spool import Spool, fs
@@ -24,6 +24,7 @@ SCANCEL_CHUNK = 100  # job ids per scancel call
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
 
 
+@checked_options
 class SlurmProvider:
     label = "slurm"
 
