@@ -194,3 +194,29 @@ def test_cancel_stops_pools_and_returns_their_work(tmp_path, pools, monkeypatch)
     assert pool.wait(30) == 0
     assert spool.ready_names() == [f.key]  # interrupted, back in ready/, attempt unchanged
     assert not f.done()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: (d / "f").write_text("x") and d / "f", "it is a file, not a directory"),
+    (lambda d: (d / "f").write_text("x") and d / "f" / "sub",
+     "a part of the path is a file, not a directory"),
+])
+def test_a_bad_spool_path_is_one_clear_line(tmp_path, make, words):
+    with pytest.raises(SpoolError, match=words) as info:
+        Spool.create(make(tmp_path))
+    assert "\n" not in str(info.value)
+    r = subprocess.run([*FARM, "run", "--spool", str(make(tmp_path)), "--array", "1", "--",
+                        "true"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+def test_a_read_only_spool_disk_is_one_clear_line(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)], check=True)
+    try:
+        with pytest.raises(SpoolError, match="the filesystem is read-only"):
+            Spool.create(ro / "s")
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

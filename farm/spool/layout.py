@@ -190,6 +190,18 @@ class Layout(Paths):
         sign.load_key(create=True)  # a driver always signs what it writes
         if os.path.exists(meta):
             return cls(path)
+        try:
+            return cls._make(path, meta)
+        except SpoolError:
+            raise
+        except OSError as e:
+            raise SpoolError(f"cannot make the spool {path}: {_why_not(e, path)}") from None
+
+    @classmethod
+    def _make(cls: type[_L], path: str, meta: str) -> _L:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise SpoolError(f"cannot make the spool {path}: it is a file, not a directory; "
+                             "give a new path (farm makes the directory)")
         os.makedirs(path, 0o700, exist_ok=True)
         stray = [n for n in os.listdir(path) if n not in DIRS]
         if stray:
@@ -272,6 +284,17 @@ class Layout(Paths):
         fs.create(dst + ".why", (why + "\n").encode())
         log.error("quarantined %s -> %s: %s", path, dst, why)
         return dst
+
+
+def _why_not(err: OSError, path: str) -> str:
+    """Why a directory could not be made, in words a user can act on."""
+    if isinstance(err, NotADirectoryError) or (isinstance(err, FileExistsError)):
+        return (f"a part of the path is a file, not a directory ({err.filename or path}); "
+                "give another path")
+    if isinstance(err, PermissionError):
+        return (f"permission denied ({err.filename or path}); choose a directory you can "
+                "write to")
+    return fs.explain(err)
 
 
 def _read_head(path: str, read: Callable[..., bytes | None] = fs.read) -> bytes | None:
