@@ -13,6 +13,7 @@ import pytest
 import farm
 from farm import python_app
 from farm.errors import WorkerLost
+from farm.executors.spool.writer import Flush
 from farm.spool import OK, Spool, fs, is_bundle
 
 from .conftest import spool_config
@@ -48,12 +49,13 @@ def gated_driver(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     farm.load(spool_config(tmp_path / "s", blocks=0))
     ex = farm.dfk().executors["spool"]
-    old, ex.outbox = ex.outbox, GatedQueue()
-    done = threading.Event()
-    old.put(done)  # the writer, blocked on the old queue, moves on to the gated one
-    assert done.wait(10)
-    ex.slots = 1  # bundles of half the queued calls, at most 64
-    return ex, ex.outbox
+    writer = ex.running.writer
+    old, writer.outbox = writer.outbox, GatedQueue()
+    flush = Flush()
+    old.put(flush)  # the writer, blocked on the old queue, moves on to the gated one
+    assert flush.done.wait(10)
+    ex.running.upkeep.slots = 1  # bundles of half the queued calls, at most 64
+    return ex, writer.outbox
 
 
 def test_a_worker_killed_in_a_bundle_charges_only_the_task_it_was_running(

@@ -1,7 +1,8 @@
 """Executors run tasks: SpoolExecutor (the product) and ThreadPoolExecutor (in-process).
 
-An executor has: label, start(dfk), native(future), log_path(key, name, stream),
-submit(task) (it must eventually resolve task.future), shutdown().
+What the kernel asks of an executor is declared in farm.dataflow.executor (label, start,
+native, log_path, submit, flush, shutdown; submit must eventually resolve task.future);
+what a SpoolExecutor asks of its provider and launcher, in farm.executors.base.
 """
 
 from farm.executors.spool import SpoolExecutor

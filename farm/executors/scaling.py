@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from farm.errors import ProviderError
+from farm.executors.base import Provider
 from farm.spool import Spool, fs
 
 log = logging.getLogger("farm.executor")
@@ -47,7 +48,7 @@ def blocks_to_add(demand: int, parallelism: float, slots: int, per_block: int, a
 class Blocks:
     """The blocks one driver started, and the scaling decisions over them."""
 
-    def __init__(self, spool: Spool, provider: Any, python: str, options: dict[str, Any],
+    def __init__(self, spool: Spool, provider: Provider, python: str, options: dict[str, Any],
                  workers: int | None, cores_per_worker: float, accelerators: int = 0):
         self.spool, self.provider, self.python, self.options = spool, provider, python, options
         self.workers, self.cores_per_worker = workers, cores_per_worker
@@ -57,7 +58,7 @@ class Blocks:
         self.failures = 0
         self.pause_until = 0.0  # after a failure while pools run: no new block until then
         self.broken: ProviderError | None = None
-        # The whole decision is under the lock, not just the add: the submitting thread
+        # The whole decision is under the lock, not just the add: the writer thread
         # (init_blocks) and the scaling thread must not both count the same gap.
         self.lock = threading.RLock()
         self.pools_per_block = provider.launcher.pools(max(1, provider.nodes_per_block))

@@ -8,31 +8,40 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+from concurrent.futures import Future
+from typing import Any
 
 from farm import execute
 from farm.dataflow.task import TaskRecord
+from farm.errors import ConfigError
 
 
 class ThreadPoolExecutor:
     def __init__(self, label: str = "threads", max_threads: int = 2):
         self.label = label
         self.max_threads = max_threads
+        # Both set by start(): the kernel's run_dir (AUTO_LOGNAME streams go below it),
+        # and the threads (a new pool at each start: shutdown ends the old one).
+        self.run_dir = ""
+        self.threads: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"ThreadPoolExecutor(label={self.label!r}, max_threads={self.max_threads})"
 
-    def start(self, dfk) -> None:
+    def start(self, dfk: Any) -> None:
         self.run_dir = os.path.abspath(dfk.config.run_dir)
         self.threads = concurrent.futures.ThreadPoolExecutor(
             self.max_threads, thread_name_prefix=f"farm-{self.label}")
 
-    def native(self, fut) -> bool:
+    def native(self, fut: Future[Any]) -> bool:
         return False  # the kernel resolves every dependency before a task reaches us
 
     def log_path(self, key: str, name: str, stream: str) -> str:
         return os.path.join(self.run_dir, "farm-out", key[:2], f"{name}-{key}.{stream}")
 
     def submit(self, task: TaskRecord) -> None:
+        if self.threads is None:
+            raise ConfigError(f"{self!r} is not started (farm.load starts it)")
         self.threads.submit(self._run, task)
 
     def _run(self, task: TaskRecord) -> None:
@@ -57,4 +66,5 @@ class ThreadPoolExecutor:
         return True  # (nothing is written anywhere: a call is running or queued here)
 
     def shutdown(self) -> None:
-        self.threads.shutdown(wait=False)
+        if self.threads is not None:
+            self.threads.shutdown(wait=False)
