@@ -103,3 +103,22 @@ def test_each_mistake_is_one_line_naming_file_line_and_key(tmp_path, text, messa
 def test_a_missing_site_file(tmp_path):
     with pytest.raises(SiteError, match="nosuch.yaml: cannot read the site file"):
         load(tmp_path / "nosuch.yaml")
+
+
+def test_farm_site_check_prints_the_block_script(tmp_path):
+    import subprocess
+
+    from tests.conftest import FARM
+    (tmp_path / "site.yaml").write_text(SLURM.format(root=tmp_path / "spools"))
+    r = subprocess.run([*FARM, "site", "check", str(tmp_path / "site.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "site.yaml: OK" in r.stdout
+    assert "#SBATCH --qos=debug" in r.stdout and "#SBATCH --time=1:30:00" in r.stdout
+    assert "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=0 -c 64 " in r.stdout
+    assert "-m farm pool" in r.stdout and "--workers 4" in r.stdout
+    (tmp_path / "bad.yaml").write_text("provider:\n  type: slurm\n  max_blocks: -1\n")
+    r = subprocess.run([*FARM, "site", "check", str(tmp_path / "bad.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "bad.yaml:3: provider.max_blocks" in r.stderr
+    assert "Traceback" not in r.stderr

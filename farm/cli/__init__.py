@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from farm.cli import cancel, pool, retry, run, status, wait
+from farm.cli import cancel, pool, retry, run, site, status, wait
 from farm.errors import FarmError
 
-COMMANDS = {"run": run, "wait": wait, "pool": pool, "status": status, "cancel": cancel,
-            "retry": retry}
+COMMANDS = {"run": run, "wait": wait, "site": site, "pool": pool, "status": status,
+            "cancel": cancel, "retry": retry}
 
 
 def main(argv: list[str] | None = None) -> int:

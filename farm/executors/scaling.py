@@ -26,6 +26,7 @@ from typing import Any
 from farm.errors import ProviderError
 from farm.executors.base import Provider
 from farm.spool import Spool, fs
+from farm.spool.layout import Paths
 
 log = logging.getLogger("farm.executor")
 
@@ -157,7 +158,7 @@ class Blocks:
                 "run the script again: the tasks wait in the spool")
 
 
-def pool_command(spool: Spool, block: str, python: str, options: dict[str, Any]) -> str:
+def pool_command(spool: Paths, block: str, python: str, options: dict[str, Any]) -> str:
     """The command that starts one pool of a block: ``python -m farm pool SPOOL --block
     BLOCK --option value ...`` (options whose value is None or empty are left out)."""
     argv = [python, "-m", "farm", "pool", spool.path, "--block", block]

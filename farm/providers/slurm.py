@@ -18,6 +18,7 @@ from farm.errors import ConfigError, ProviderError, checked_options
 from farm.launchers import Launcher, SrunLauncher
 from farm.providers.base import END_EXPORT, check_blocks
 from farm.spool import Spool, fs
+from farm.spool.layout import Paths
 
 _WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
 SCANCEL_CHUNK = 100  # job ids per scancel call
@@ -59,7 +60,7 @@ class SlurmProvider:
         return (f"SlurmProvider(partition={self.partition!r}, nodes_per_block="
                 f"{self.nodes_per_block}, walltime={self.walltime!r})")
 
-    def script(self, spool: Spool, command: str, block: str) -> str:
+    def script(self, spool: Paths, command: str, block: str) -> str:
         """The sbatch script of a block (pinned by a golden test)."""
         opts = [f"--job-name=farm-{block}", f"--output={spool.block_log(block)}",
                 f"--nodes={self.nodes_per_block}", f"--time={self.walltime}"]

@@ -149,13 +149,8 @@ class SpoolExecutor:
                       file=sys.stderr)
         spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         _announce(spool, fresh, had_result)
-        scaler = Blocks(spool, self.provider, self.python, {
-            "workers": self.workers, "idle-timeout": self.idle_timeout,
-            "heartbeat": self.heartbeat_period, "sweep": self.sweep_period,
-            "cores-per-worker": self.cores_per_worker, "mem-per-worker": self.mem_per_worker,
-            "accelerators": ",".join(self.accelerators),
-            "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
-        }, self.workers, self.cores_per_worker, len(self.accelerators))
+        scaler = Blocks(spool, self.provider, self.python, self.pool_options(),
+                        self.workers, self.cores_per_worker, len(self.accelerators))
         self.provider.adopt(spool)  # blocks of earlier drivers count too
         stop = threading.Event()
         upkeep = Upkeep(spool, self.provider, scaler, me, self.pending, stop)
@@ -175,6 +170,16 @@ class SpoolExecutor:
                                upkeep, stop, writer_thread, threads)
         for t in [*threads, writer_thread]:
             t.start()
+
+    def pool_options(self) -> dict[str, Any]:
+        """The options of `farm pool` that this executor's pools get (farm pool --help)."""
+        return {
+            "workers": self.workers, "idle-timeout": self.idle_timeout,
+            "heartbeat": self.heartbeat_period, "sweep": self.sweep_period,
+            "cores-per-worker": self.cores_per_worker, "mem-per-worker": self.mem_per_worker,
+            "accelerators": ",".join(self.accelerators),
+            "cpu-affinity": self.cpu_affinity, "drain": self.drain_period,
+        }
 
     def shutdown(self) -> None:
         run = self.running
