@@ -5,6 +5,8 @@ A launcher is a callable ``(command, tasks_per_node, nodes_per_block) -> command
 
 from __future__ import annotations
 
+from farm.errors import checked_options
+
 
 class Launcher:
     per_node = False  # one pool on each node of the block (True), or one per block
@@ -36,6 +38,7 @@ class SingleNodeLauncher(Launcher):
         return (f"for i in $(seq {tasks_per_node}); do {command} & done; wait")
 
 
+@checked_options
 class SrunLauncher(Launcher):
     """One copy of the command on each node of the block, through srun.
 
@@ -56,6 +59,7 @@ class SrunLauncher(Launcher):
         return f"SrunLauncher(overrides={self.overrides!r})"
 
 
+@checked_options
 class MpiExecLauncher(Launcher):
     """One copy of the command on each node of the block, through MPI's mpiexec (MPICH or
     Intel MPI Hydra options), for sites where mpiexec, not srun, starts programs on nodes.

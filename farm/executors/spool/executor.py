@@ -20,7 +20,13 @@ from typing import Any
 
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.task import TaskRecord
-from farm.errors import ConfigError, FarmError, SerializationError, SpoolError
+from farm.errors import (
+    ConfigError,
+    FarmError,
+    SerializationError,
+    SpoolError,
+    checked_options,
+)
 from farm.executors.base import Provider
 from farm.executors.scaling import Blocks
 from farm.executors.spool.calls import Apps, not_submitted, pickle_args
@@ -47,6 +53,7 @@ class Running:
     threads: list[threading.Thread]  # the others, ended by stop
 
 
+@checked_options
 class SpoolExecutor:
     """Run apps through a spool.
 
