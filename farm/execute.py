@@ -14,7 +14,9 @@ import subprocess
 import threading
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import IO, Any, NamedTuple
 
 import cloudpickle
 import psutil
@@ -28,18 +30,30 @@ from farm.errors import (
     pack_exception,
 )
 
-Outcome = tuple[dict[str, Any], bytes, BaseException | None]
+
+class Outcome(NamedTuple):
+    """What running an app gave: the result header's fields (status, error, times...), the
+    body (the pickled value, or the packed exception), and the exception (None if ok)."""
+
+    head: dict[str, Any]
+    body: Any  # bytes, except a success's with call(raw=True): the value itself
+    exc: BaseException | None
 
 
-def call(kind: str, name: str, func, args: tuple, kwargs: dict, opts: dict[str, Any],
-         in_main_thread: bool = True, raw: bool = False) -> Outcome:
-    """Run one app call and return (header, body, exception or None).  opts: walltime,
-    stdout, stderr, inputs, outputs, cwd (as the task header holds them).  With raw, the
-    body of a success is the value itself, unpickled (for in-process executors)."""
+# Parsl's retry_handler: (the exception, the task's record) -> what this failure costs
+RetryHandler = Callable[[BaseException | None, dict[str, Any]], float]
+
+
+def call(kind: str, name: str, func: Callable[..., Any], args: tuple[Any, ...],
+         kwargs: dict[str, Any], opts: Mapping[str, Any], in_main_thread: bool = True,
+         raw: bool = False) -> Outcome:
+    """Run one app call and return its Outcome.  opts: walltime, stdout, stderr, inputs,
+    outputs, cwd (as the task header holds them).  With raw, the body of a success is the
+    value itself, unpickled (for in-process executors)."""
     t_start = time.time()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     head: dict[str, Any] = {"t_start": t_start}
-    exc = None
+    exc: BaseException | None = None
     try:
         missing = [p for p in opts.get("inputs") or [] if not os.path.exists(p)]
         if missing:
@@ -66,21 +80,22 @@ def call(kind: str, name: str, func, args: tuple, kwargs: dict, opts: dict[str, 
     head["t_end"] = time.time()
     head["cpu"] = round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 6)
     head["maxrss_kb"] = max(ru1.ru_maxrss, head.get("maxrss_kb", 0))
-    return head, body, exc
+    return Outcome(head, body, exc)
 
 
 def failure(exc: BaseException) -> Outcome:
     """The outcome of a task that failed before its app could be called."""
     now = time.time()
-    return ({"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
-             "t_start": now, "t_end": now}, pack_exception(exc), exc)
+    return Outcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
+                    "t_start": now, "t_end": now}, pack_exception(exc), exc)
 
 
-def _run_python(name, func, args, kwargs, walltime, in_main_thread):
+def _run_python(name: str, func: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any], walltime: float | None, in_main_thread: bool) -> Any:
     if not walltime or not in_main_thread:
         return func(*args, **kwargs)
 
-    def expire(signum, frame):
+    def expire(signum: int, frame: FrameType | None) -> None:
         raise AppTimeout(f"python app {name} exceeded its walltime of {walltime} s")
 
     old = signal.signal(signal.SIGALRM, expire)
@@ -93,10 +108,12 @@ def _run_python(name, func, args, kwargs, walltime, in_main_thread):
 
 
 # The bash child of the task being run, so a worker told to stop can kill its group.
-current_child: subprocess.Popen | None = None
+current_child: subprocess.Popen[bytes] | None = None
 
 
-def _run_bash(name, func, args, kwargs, opts, head, in_main_thread):
+def _run_bash(name: str, func: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any], opts: Mapping[str, Any], head: dict[str, Any],
+              in_main_thread: bool) -> int:
     global current_child
     cmd = func(*args, **kwargs)
     if not isinstance(cmd, str):
@@ -118,7 +135,7 @@ def _run_bash(name, func, args, kwargs, opts, head, in_main_thread):
     current_child = proc
     timer, expired = None, threading.Event()
     if opts.get("walltime"):
-        def expire():
+        def expire() -> None:
             expired.set()
             kill_tree(proc.pid)
         timer = threading.Timer(float(opts["walltime"]), expire)
@@ -148,7 +165,7 @@ def _run_bash(name, func, args, kwargs, opts, head, in_main_thread):
     return rc
 
 
-def _open_stream(spec):
+def _open_stream(spec: list[str] | None) -> IO[str] | None:
     if not spec:
         return None
     path, mode = spec
@@ -174,7 +191,8 @@ def kill_tree(pid: int) -> None:
             pass
 
 
-def retry_cost(exc: BaseException | None, handler, info: dict[str, Any]) -> float:
+def retry_cost(exc: BaseException | None, handler: RetryHandler | None,
+               info: dict[str, Any]) -> float:
     """What one failure costs against Config.retries (1, unless a retry_handler says)."""
     if handler is None:
         return 1.0

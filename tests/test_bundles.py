@@ -173,7 +173,7 @@ def test_a_damaged_bundle_fails_its_tasks_when_they_are_entered_again(tmp_path):
     with open(spool.task_path(keys[0]), "r+b") as f:  # the same inode as the entry
         f.seek(20)
         f.write(b"\x00garbage\x00")
-    worker = Worker(spool.path, "w", 0, 1, [0.0, 0.0], [0] * 8)
+    worker = Worker(spool.path, "w", 0, 1)
     worker.spool, worker.dir = spool, spool.worker_dir("w", 0)
     os.mkdir(worker.dir)
     worker.run(spool.claim(bundle, worker.dir))  # quarantined, not run
@@ -226,7 +226,7 @@ def test_a_damaged_task_in_a_bundle_fails_its_dependents_at_once(tmp_path):
     with open(spool.task_path(a), "r+b") as f:
         f.seek(at + 7)
         f.write(b"0" if data[at + 7:at + 8] != b"0" else b"1")
-    worker = Worker(spool.path, "w", 0, 1, [0.0, 0.0], [0] * 8)
+    worker = Worker(spool.path, "w", 0, 1)
     worker.spool, worker.dir = spool, spool.worker_dir("w", 0)
     worker.results = Results(spool)
     os.mkdir(worker.dir)

@@ -48,7 +48,7 @@ MUTATIONS = st.tuples(st.sampled_from(["truncate", "flip", "random", "prefix", "
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     spool = Spool.create(tmp_path_factory.mktemp("fuzz") / "s")
-    worker = Worker(spool.path, "fz", 0, 1, [0.0, 0.0], [0] * 8)
+    worker = Worker(spool.path, "fz", 0, 1)
     worker.spool = spool
     worker.dir = spool.worker_dir("fz", 0)
     os.mkdir(worker.dir)

@@ -11,9 +11,9 @@ import os
 import time
 from collections.abc import Iterable
 
-from farm.errors import CorruptFile
+from farm.errors import CorruptFile, SpoolError, pack_exception
 from farm.spool import fs, records
-from farm.spool.layout import DEP_FAILED, HEAD, OK, _read_head, is_bundle, shard
+from farm.spool.layout import DEP_FAILED, FAILED, HEAD, OK, _read_head, is_bundle, shard
 from farm.spool.tasks import Tasks, _check_task
 
 
@@ -142,6 +142,19 @@ class Graph(Tasks):
             # read_task does not open it again.
             self._prefetched = (got, data)
         return got
+
+    def fail_damaged(self, key: str, err: CorruptFile, entry: str | None = None) -> None:
+        """A task whose payload is damaged or forged: move it out of the protocol (its
+        state entry to quarantine/, and tasks/XX/KEY too, so that a re-run of the script
+        submits it afresh) and give it a failed result naming the file."""
+        if entry:
+            self.quarantine(entry, str(err))
+        fs.unlink(self.task_path(key))
+        exc = SpoolError(f"task {key[:8]}: payload {err.path} is damaged or forged "
+                         f"({err.why}); it was quarantined and not run. Re-run the script to "
+                         "submit the task again")
+        self.publish_result(key, {"status": FAILED, "error": f"SpoolError: {exc}",
+                                  "t_end": time.time()}, pack_exception(exc))
 
     def advance(self, key: str, failed: list[str], name: str | None = None,
                 claim_into: str | None = None) -> str | None:

@@ -33,7 +33,7 @@ class Liveness(Recovery):
         lost = 0
         for w in fs.listdir(self.p("claimed")):
             if w.rpartition(".")[0] == pool:
-                lost += self.requeue_claims(self.p("claimed", w), why)
+                lost += self.give_back_all(self.p("claimed", w), lost=why)
         log.warning("pool %s declared dead (%s): %d running task(s) requeued or failed",
                     pool, why, lost)
         return lost

@@ -1,9 +1,11 @@
-"""Recovery: what crashed processes leave behind, found and put right.
+"""Recovery: what crashed processes leave behind, found and put right; claims given back.
 
 Each function here is safe to run by several processes at once and to be cut short by
 kill -9 itself (the next run does the rest): a driver's half-done submissions (orphans,
-bundles left in tmp/), the claims of dead workers and pools, damaged payloads, and the
-sweep that repairs lost wakeups.
+bundles left in tmp/), damaged payloads, the sweep that repairs lost wakeups, and
+``give_back``, the one way claimed tasks go back to ready/: a task retried, not runnable
+here yet, or interrupted keeps its attempt or takes the next; of a dead worker's or pool's
+claims, the task that was running is charged an attempt.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import os
 import time
 from collections.abc import Iterable
 
-from farm.errors import CorruptFile, SpoolError, WorkerLost, pack_exception
+from farm.errors import CorruptFile, WorkerLost, pack_exception
 from farm.spool import fs, records
 from farm.spool.graph import Graph
-from farm.spool.layout import FAILED, SHARDS, entry_tasks, is_bundle, is_entry, split_name
+from farm.spool.layout import (
+    FAILED,
+    SHARDS,
+    entry_name,
+    entry_tasks,
+    is_bundle,
+    is_entry,
+    split_name,
+)
 
-FIRST = "*"  # release_bundle: charge the first unfinished task (which one ran is unknown)
+FIRST = "*"  # give_back(running=FIRST): which task ran is unknown: charge the first one
 
 
 class Recovery(Graph):
@@ -78,88 +88,103 @@ class Recovery(Graph):
             n += len(keys)
         return n
 
-    def release_bundle(self, path: str, attempt: int, lost: str | None = None,
-                       why: str = "", skip: Iterable[str] = ()) -> int | None:
-        """Give a claimed bundle's tasks back, one ready/ entry each, except those with a
-        result and those in skip (already given back).  lost: the key that was running
-        when its worker or pool died, which is charged an attempt (see requeue_one); the
-        others were not started and keep theirs.  Then the claim goes.  Returns how many
-        tasks were lost mid-run (0 or 1), None if the claim was gone.
+    def give_back(self, claim: str, key: str | None = None, *, attempt: int | None = None,
+                  skip: Iterable[str] = (), lost: str | None = None,
+                  running: str = FIRST) -> int | None:
+        """Put claimed work back in ready/: the one way a task leaves claimed/ other than
+        with a result (a retry, a file not visible yet, a walltime that does not fit, a
+        bundle split, a block that ends, a pool that stops, a worker or pool that died).
 
-        kill -9 part way: the claim stays and the next requeue does it again (links that
-        exist fail harmlessly; one already claimed from ready/ can run twice, and its
-        results are still published once)."""
+        claim is a path in claimed/POOL.W/, a task or a bundle.  With key, that one task
+        goes back (its holder is running it: it has no result): a task's claim is renamed
+        to ready/KEY[@N]; a bundle's file gets a new link ready/KEY[@N] and the claim stays
+        (its runner skips the key).  Without key, the whole claim goes back: each of its
+        tasks without a result and not in skip (given back already) gets its ready/ entry,
+        then the claim is dropped (a task's claim whose task has a result is only dropped,
+        and its dependents are settled).
+
+        attempt: the attempt N a task goes back as (default: the claim's own; a retry gives
+        the next).  lost: why the claim's holder is gone (its worker died, or its pool was
+        declared dead): then the task it was running (running: its key, for a bundle whose
+        pool knows it; else the first without a result) is charged an attempt: back as
+        N + 1 while its retries allow, else failed with a WorkerLost result.  The others
+        were not started, and keep theirs.  Without lost, nothing failed (interrupted, not
+        run yet), and no attempt is charged.
+
+        Returns how many tasks were charged (0 or 1), None if the claim was gone (an
+        observer took it over, or someone gave it back first).
+
+        kill -9 part way: the claim is dropped last, so it stays and the next give-back does
+        it again (links that exist fail harmlessly; a task already claimed again from ready/
+        can run twice, and its result is still published once)."""
+        entry, own = split_name(os.path.basename(claim))
+        attempt = own if attempt is None else attempt
+        if key is not None:
+            return self._give_back_one(claim, key, attempt, lost)
+        if not is_bundle(entry):
+            if self.result_status(entry) is None:
+                return self._give_back_one(claim, entry, attempt, lost)
+            fs.unlink(claim)
+            self.settle_dependents(entry)
+            return 0
         try:
-            got = self.read_bundle(path)
+            got = self.read_bundle(claim)
         except CorruptFile as e:
-            self.quarantine(path, str(e))
+            self.quarantine(claim, str(e))
             return 0
         if got is None:
             return None
         skip = set(skip)
         n = 0
-        for key, _ in got[1]:
-            if key in skip or self.result_status(key) is not None:
+        for k, _ in got[1]:
+            if k in skip or self.result_status(k) is not None:
                 continue
-            if key == lost or lost == FIRST:
-                lost = None
-                n += self.requeue_one(path, key, attempt, why)
-            else:
-                self.give_back(path, key, attempt)
-        fs.unlink(path)
+            charged = lost is not None and running in (k, FIRST)
+            if charged:
+                running = ""  # (charged once)
+            n += self._give_back_one(claim, k, attempt, lost if charged else None) or 0
+        fs.unlink(claim)
         return n
 
-    def requeue_claims(self, wdir: str, why: str, running: str | None = None) -> int:
-        """Deal with the claims a dead worker or pool left in wdir.  A task that already has
-        a result just loses the claim (and its dependents are settled); the others go back
-        to ready/ as attempt + 1, or fail with WorkerLost once their retries are spent.  Of
-        a bundle, only the task that was running (`running`, when the pool knows it, else
-        the first without a result) is charged; the rest go back unchanged.
-        Returns how many tasks were lost mid-run."""
-        lost = 0
-        for name in fs.listdir(wdir):
-            key, attempt = split_name(name)
-            path = os.path.join(wdir, name)
-            if is_bundle(key):
-                lost += self.release_bundle(path, attempt, running or FIRST, why) or 0
-            elif self.result_status(key) is None:
-                lost += self.requeue_one(path, key, attempt, why)
-            else:
-                fs.unlink(path)
-                self.settle_dependents(key)
-        return lost
-
-    def requeue_one(self, path: str, key: str, attempt: int, why: str) -> int:
-        """A task lost mid-run (the claim at path, or a task of the bundle at path): back
-        to ready/ as attempt + 1, or failed with WorkerLost when its retries are spent."""
+    def _give_back_one(self, claim: str, key: str, attempt: int,
+                       lost: str | None) -> int | None:
+        """give_back of one task of claim (the claim itself, or a task of the bundle it
+        is); lost: why it was lost mid-run, if it was (it is charged)."""
+        bundled = is_bundle(os.path.basename(claim))
+        if lost is not None:
+            try:
+                header = self.task_header(key) or {}
+            except CorruptFile:
+                header = {}
+            if attempt + 1 > (header.get("retries") or 0):
+                exc = WorkerLost(f"task {header.get('name')}-{key[:8]}: {lost}")
+                self.publish_result(key, {
+                    "status": FAILED, "name": header.get("name"), "attempt": attempt,
+                    "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
+                if not bundled:
+                    fs.unlink(claim)
+                self.settle_dependents(key, entry=header.get("bundle"))
+                return 1
+            attempt += 1
+        ready = self.p("ready", entry_name(key, attempt))
         try:
-            header = self.task_header(key) or {}
-        except CorruptFile:
-            header = {}
-        if attempt + 1 <= (header.get("retries") or 0):
-            self.give_back(path, key, attempt + 1)
-            return 1
-        exc = WorkerLost(f"task {header.get('name')}-{key[:8]}: {why}")
-        self.publish_result(key, {
-            "status": FAILED, "name": header.get("name"), "attempt": attempt,
-            "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
-        if not is_bundle(os.path.basename(path)):
-            fs.unlink(path)
-        self.settle_dependents(key, entry=header.get("bundle"))
-        return 1
+            if bundled:
+                fs.link(claim, ready)
+            else:
+                fs.rename(claim, ready)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return None
+        return 0 if lost is None else 1
 
-    def fail_damaged(self, key: str, err: CorruptFile, entry: str | None = None) -> None:
-        """A task whose payload is damaged or forged: move it out of the protocol (its
-        state entry to quarantine/, and tasks/XX/KEY too, so that a re-run of the script
-        submits it afresh) and give it a failed result naming the file."""
-        if entry:
-            self.quarantine(entry, str(err))
-        fs.unlink(self.task_path(key))
-        exc = SpoolError(f"task {key[:8]}: payload {err.path} is damaged or forged "
-                         f"({err.why}); it was quarantined and not run. Re-run the script to "
-                         "submit the task again")
-        self.publish_result(key, {"status": FAILED, "error": f"SpoolError: {exc}",
-                                  "t_end": time.time()}, pack_exception(exc))
+    def give_back_all(self, wdir: str, lost: str | None = None, running: str = FIRST) -> int:
+        """give_back each claim in a worker's directory wdir (lost, running: as there).
+        Returns how many tasks were charged."""
+        n = 0
+        for name in fs.listdir(wdir):
+            n += self.give_back(os.path.join(wdir, name), lost=lost, running=running) or 0
+        return n
 
     def sweep(self) -> dict[str, int]:
         """Repair lost wakeups; safe to run anywhere, any time, by several processes at once.
@@ -187,8 +212,8 @@ class Recovery(Graph):
         for w in workers:
             # The observer that declared the pool dead may itself have died half way.
             if w.rpartition(".")[0] in dead:
-                counts["requeued"] += self.requeue_claims(
-                    self.p("claimed", w), f"pool {w.rpartition('.')[0]} was declared dead")
+                counts["requeued"] += self.give_back_all(
+                    self.p("claimed", w), lost=f"pool {w.rpartition('.')[0]} was declared dead")
         for d in [self.p("ready")] + [self.p("claimed", w) for w in workers]:
             for name in fs.listdir(d):
                 key = split_name(name)[0]

@@ -1,8 +1,8 @@
 """Tasks: payloads written once, their state entries, and claims.
 
 ``Tasks`` publishes apps and tasks (one, or a bundle of ready ones in one file), reads them
-back checked, enters them in ``ready/`` or ``waiting/``, and moves claims: a worker's claim
-is one rename out of ``ready/``; giving a task back is one rename or link into it.
+back checked, enters them in ``ready/`` or ``waiting/``, and claims them: a worker's claim
+is one rename out of ``ready/`` (``Recovery.give_back`` puts claims back).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from farm.spool.layout import (
     _read_head,
     entry_name,
     entry_tasks,
-    is_bundle,
     is_entry,
     new_bundle_id,
     split_name,
@@ -186,32 +185,6 @@ class Tasks(Results):
         except FileNotFoundError:
             return None
         return dst
-
-    def release(self, claim_path: str, attempt: int) -> bool:
-        """Put a claimed task back in ready/ (as attempt N).  False if it was not there.
-        A bundle goes back as one entry per task that has no result yet."""
-        key = split_name(os.path.basename(claim_path))[0]
-        if is_bundle(key):
-            return self.release_bundle(claim_path, attempt) is not None
-        try:
-            fs.rename(claim_path, self.p("ready", entry_name(key, attempt)))
-            return True
-        except FileNotFoundError:
-            return False
-
-    def give_back(self, path: str, key: str, attempt: int) -> bool:
-        """Put one task of the claim at path back in ready/ as attempt N: the claim itself
-        (a rename), or, for a task of a claimed bundle, a new link to the bundle file (the
-        bundle's runner skips it).  False if the claim is gone (an observer took it)."""
-        if not is_bundle(os.path.basename(path)):
-            return self.release(path, attempt)
-        try:
-            fs.link(path, self.p("ready", entry_name(key, attempt)))
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            return False
-        return True
 
 
 def _check_task(header: dict[str, Any], path: str) -> dict[str, Any]:

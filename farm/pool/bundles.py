@@ -1,0 +1,177 @@
+"""Running a claimed bundle: its tasks in order, split when others could share them, and
+their results published a batch at a time.
+
+A bundle is claimed with one rename and read with one open.  While its tasks run, the rest
+goes back to ready/ (one entry per task) if the block drains, if a task went back on its
+own, or if the rest looks like more than SPLIT seconds of work that idle workers could
+share.  ``Results`` holds the outcomes for at most HOLD seconds (a thread of its own
+publishes them even while the next task runs) and publishes them as one file
+(docs/spool-format.md, "Bundles").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from farm.errors import CorruptFile, FarmError
+from farm.pool.limits import Limits
+from farm.pool.shared import IO_BACKOFF, Board, WorkerState
+from farm.pool.task import TaskRunner
+from farm.spool import Spool, fs
+
+log = logging.getLogger("farm.pool")
+
+# Seconds of work a worker may hold in the rest of a bundle while another worker of its
+# pool is idle (SPLIT), or in any case (SPLIT_ALWAYS: workers of other pools may be idle).
+SPLIT, SPLIT_ALWAYS = 0.2, 2.0
+SPLIT_LOOK = 0.5  # seconds a worker trusts its last look at whether ready/ had other work
+BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
+HOLD = 0.02  # seconds a result may wait for others to share its file
+
+
+class Results:
+    """Outcomes of bundled tasks, published a batch at a time (Spool.publish_results).  A
+    result waits at most HOLD seconds, also while the next task runs: a thread of its own
+    publishes what has waited that long."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self.cond = threading.Condition()
+        self.items: list[tuple[str, dict[str, Any], bytes]] = []
+        self.bundles: set[str] = set()
+        self.size, self.since = 0, 0.0
+        threading.Thread(target=self._loop, name="farm-results", daemon=True).start()
+
+    def add(self, key: str, head: dict[str, Any], body: bytes, bundle: str) -> None:
+        with self.cond:
+            if not self.items:
+                self.since = time.monotonic()
+                self.cond.notify()
+            self.items.append((key, head, body))
+            self.bundles.add(bundle)
+            self.size += len(body)
+            if len(self.items) >= BATCH or self.size > BATCH_BYTES:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.cond:
+            self._flush()
+
+    def drop(self) -> None:
+        with self.cond:
+            self.items, self.bundles, self.size = [], set(), 0
+
+    def settle(self, bundle: str) -> None:
+        """Promote the dependents of bundle at the next flush (a task of it got a result
+        some other way: a damaged record's failure)."""
+        with self.cond:
+            self.bundles.add(bundle)
+
+    def _flush(self) -> None:
+        if not self.items and not self.bundles:
+            return
+        # On an error the items stay (a retry publishes them; links made already lose
+        # harmlessly); the bundle claim, dropped only after the last flush, stays too.
+        if self.items:
+            self.spool.publish_results(self.items)
+        bundles = self.bundles
+        self.items, self.bundles, self.size = [], set(), 0
+        for bid in bundles:  # results first, then the index (the ordering rule)
+            try:
+                self.spool.settle_bundle(bid)
+            except (OSError, FarmError) as e:  # the sweep promotes them later
+                log.error("cannot promote the dependents of bundle %s: %s", bid, e)
+
+    def _loop(self) -> None:
+        with self.cond:
+            while True:
+                if not self.items:
+                    self.cond.wait()
+                    continue
+                left = self.since + HOLD - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                try:
+                    self._flush()
+                except (OSError, FarmError) as e:
+                    log.error("cannot publish results: %s (will retry)", e)
+                    self.cond.wait(IO_BACKOFF)
+
+
+class BundleRunner(TaskRunner):
+    """Runs a worker's claimed bundles (the second layer of Worker).  results is set in the
+    worker's own process, after the fork (its thread would not survive one)."""
+
+    results: Results
+    ready_seen = (-1e9, False)  # (when, whether ready/ had other work then)
+
+    def __init__(self, pool: str, index: int, limits: Limits, board: Board):
+        super().__init__(pool, index, limits)
+        self.board = board
+        self.me: WorkerState = board.workers[index]
+
+    def run_bundle(self, path: str, attempt: int) -> None:
+        """Run the tasks of a claimed bundle in order, one open for all of them; their
+        results are published in batches (self.results).  A bundle whose tasks turn out
+        long is split: what is left goes back to ready/ one entry per task, so that
+        other workers share it."""
+        t_claimed = time.time()
+        try:
+            got = self.spool.read_bundle(path)
+        except CorruptFile as e:
+            self.spool.quarantine(path, str(e))  # (its tasks fail when re-run as orphans)
+            return
+        if got is None:
+            return
+        try:
+            self._run_bundle(path, attempt, t_claimed, str(got[0].get("id")), got[1])
+        finally:
+            self.me.running = b""
+
+    def _run_bundle(self, path: str, attempt: int, t_claimed: float, bid: str,
+                    recs: list[tuple[str, bytes]]) -> None:
+        start = time.monotonic()
+        done: set[str] = set()  # keys with an outcome, or given back one by one
+        for i, (key, rec) in enumerate(recs):
+            if self.limits.draining() or (i and len(recs) - i > 1 and self._split(
+                    (time.monotonic() - start) / i * (len(recs) - i))):
+                self.results.flush()
+                self.spool.give_back(path, attempt=attempt, skip=done)
+                return
+            self.me.running = key.encode()
+            done.add(key)
+            try:
+                header, body = self.spool.decode_task(rec, path, key)
+            except CorruptFile as e:
+                self.spool.fail_damaged(key, e)
+                self.results.settle(bid)
+                continue
+            outcome = self.run_one(path, key, attempt, header, body)
+            if outcome is None:
+                # It went back to ready/ by itself: the rest goes too, so that no later
+                # requeue of this bundle can enter it a second time.
+                self.results.flush()
+                self.spool.give_back(path, attempt=attempt, skip=done)
+                return
+            self.results.add(key, self.result_head(header, outcome, attempt, t_claimed),
+                             outcome.body, bid)
+            t_claimed = time.time()
+        self.results.flush()
+        fs.unlink(path)
+
+    def _split(self, left: float) -> bool:
+        """Should the rest of a bundle, `left` seconds of work by the look of it so far, go
+        back to ready/ for others to share?  Only if others would otherwise have nothing to
+        do: while ready/ holds other work, they take that, and a split would only cost a
+        link and a claim per task (a listing of ready/ at most every SPLIT_LOOK s says)."""
+        if not (left > SPLIT_ALWAYS or (left > SPLIT and any(
+                not w.busy for w in self.board.workers if w is not self.me))):
+            return False
+        now = time.monotonic()
+        if now - self.ready_seen[0] > SPLIT_LOOK:
+            self.ready_seen = (now, bool(self.spool.ready_names()))
+        return not self.ready_seen[1]

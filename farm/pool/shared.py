@@ -1,0 +1,75 @@
+"""What a pool's manager and its workers share: memory, and the rhythm of an idle pool.
+
+The manager maps a ``Board`` before it forks the workers: one ``WorkerState`` per worker
+(busy or not and since when, the bundled task it is running, its filesystem call counts),
+written by that worker and read by the manager, and the pool's ``cold`` flag, written by
+the manager.  Reading it costs no filesystem call, so the workers of a cold pool wait on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import time
+from multiprocessing.context import BaseContext
+
+OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdir")
+# A worker's polling interval grows from 1 ms to 50 ms while the pool has been idle for less
+# than WARM_IDLE seconds (work tends to come in bursts), then to 1 s.
+IDLE_POLL = (0.001, 0.05, 1.0)
+WARM_IDLE = 30.0
+IO_BACKOFF = 2.0  # seconds a worker waits after the spool's filesystem failed it
+# A pool idle for WARM_IDLE is cold: only its worker 0 looks at ready/ (every COLD_POLL s;
+# the others wait on memory shared with the manager, without filesystem calls), it beats
+# less often, and it watches only its RING successors among the pools (in id order), every
+# other beat.  An idle pool then costs under 2 filesystem operations per second.
+COLD_POLL = 2.0
+RING = 2
+
+
+class WorkerState(ctypes.Structure):
+    """One worker's state, as its manager sees it.
+
+    No lock guards it (a worker killed while holding one would hang its manager): each
+    field has one writer, the worker; ``running`` is read only once that worker is dead,
+    and ``ops``, read while it may be written, only mixes the counts of two moments."""
+
+    _fields_ = [
+        ("busy", ctypes.c_bool),
+        ("since", ctypes.c_double),  # time.monotonic() when busy last changed
+        # The key of the bundled task being run, so that a worker's death charges that
+        # task alone (the rest of its bundle was not started).
+        ("running", ctypes.c_char * 40),
+        ("ops", ctypes.c_int64 * len(OPKEYS)),  # the worker's fs.OPS, by OPKEYS
+    ]
+    busy: bool
+    since: float
+    running: bytes
+    ops: ctypes.Array[ctypes.c_int64]
+
+    def reset(self) -> None:
+        """As a new worker starts: idle since now, running nothing."""
+        self.running = b""
+        self.busy, self.since = False, time.monotonic()
+
+
+class Board:
+    """The memory a pool's manager shares with its workers (mapped before the fork)."""
+
+    def __init__(self, nworkers: int, ctx: BaseContext | None = None):
+        ctx = ctx or mp.get_context("fork")
+        self.workers = [ctx.RawValue(WorkerState) for _ in range(nworkers)]
+        self.cold = ctx.RawValue(ctypes.c_bool, False)  # set by the manager
+
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.busy)
+
+    def idle_for(self) -> float:
+        """Seconds since the last worker became idle (0 while any is busy)."""
+        if any(w.busy for w in self.workers):
+            return 0.0
+        return time.monotonic() - max(w.since for w in self.workers)
+
+    def ops(self) -> dict[str, int]:
+        """The workers' filesystem calls, summed."""
+        return {k: sum(w.ops[i] for w in self.workers) for i, k in enumerate(OPKEYS)}

@@ -1,0 +1,212 @@
+"""Running one claimed task: its app and arguments loaded, its walltime fitted, retries.
+
+``TaskRunner`` is the part of a worker that runs what it claimed, one task at a time: it
+loads the app (cached) and the arguments (a dependency's value from the worker's own
+latest results, else read from the spool), checks that the task's walltime fits what is
+left of the block, calls the app (farm.execute), and either retries the task (back to
+ready/ as attempt + 1) or publishes its result and promotes the dependents it made
+runnable.  A file the task needs that this node cannot see yet (NFS) is waited for, by
+giving the task back, for up to GRACE seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from farm import execute, serialize
+from farm.data import substitute
+from farm.errors import CorruptFile, FarmError, SerializationError, SpoolError
+from farm.execute import Outcome
+from farm.pool.limits import Limits
+from farm.spool import Spool, fs
+
+log = logging.getLogger("farm.pool")
+
+GRACE = 60.0  # seconds a file the task needs may stay invisible before the task fails
+RECENT = 16  # values of its own latest results a worker keeps for their dependents
+
+
+class _NotVisible(Exception):
+    """A dependency's result is not visible here yet (NFS caching): try again later."""
+
+
+class TaskRunner:
+    """Runs a worker's claimed tasks (the first layer of Worker).  spool and dir (the
+    worker's claim directory) are set in the worker's own process, after the fork."""
+
+    spool: Spool
+    dir: str
+
+    def __init__(self, pool: str, index: int, limits: Limits):
+        self.pool, self.index, self.limits = pool, index, limits
+        self.host = socket.gethostname()
+        self.pid = os.getpid()  # (again in Worker.main, after the fork)
+        self.apps: dict[str, Callable[..., Any]] = {}
+        self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
+        self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
+        self.values: dict[str, bytes] = {}  # pickled values of our latest successes
+
+    def run_task(self, path: str, key: str, attempt: int) -> str | None:
+        """Run the claimed task at path (not a bundle); return the next claim to run (a
+        dependent this task made runnable), or None."""
+        t_claimed = time.time()
+        try:
+            header, body = self.spool.read_task(path)
+        except FileNotFoundError:
+            return None
+        except CorruptFile as e:
+            self.spool.fail_damaged(key, e, path)
+            return self.spool.settle_dependents(key, self.dir, key)
+        outcome = self.run_one(path, key, attempt, header, body)
+        if outcome is None:
+            return None
+        self._finish(key, path, header, outcome, attempt, t_claimed)
+        return self.spool.settle_dependents(key, self.dir, header.get("bundle") or key)
+
+    def run_one(self, path: str, key: str, attempt: int, header: dict[str, Any],
+                body: bytes) -> Outcome | None:
+        """Run one claimed task (of the claim at path); its outcome, or None if the task
+        went back to ready/ (a file it needs is not visible yet, it does not fit in the
+        block's time, or it failed and is retried)."""
+        try:
+            func = self._load(header["app"])
+            args, kwargs = cloudpickle.loads(body)
+            args, kwargs = substitute(args, kwargs, self._dep_value)
+        except (_NotVisible, FileNotFoundError) as e:
+            # On NFS a file can stay invisible to this node for a while: never conclude
+            # from one miss.  Give the task back and look again, for up to GRACE seconds.
+            missing = e.filename if isinstance(e, FileNotFoundError) else e.args[0]
+            first = self.misses.setdefault(key, time.monotonic())
+            if time.monotonic() - first < GRACE:
+                time.sleep(0.5)
+                self.spool.give_back(path, key, attempt=attempt)
+                return None
+            outcome = execute.failure(SpoolError(
+                f"task {header.get('name')}-{key[:8]}: {missing} is still missing after "
+                f"{GRACE:g} s; the spool is incomplete (was it cleaned or moved?)"))
+        except CorruptFile as e:  # a damaged or forged app payload or dependency result
+            if self.spool.is_app(e.path):
+                self.spool.quarantine(e.path, str(e))  # (a result stays: it is not ours)
+            outcome = execute.failure(SpoolError(
+                f"task {header.get('name')}-{key[:8]}: {e.path} is damaged or forged "
+                f"({e.why}); the task was not run"))
+        except Exception as e:
+            outcome = execute.failure(e if isinstance(e, SerializationError) else
+                                      SerializationError(f"task {header.get('name')}-{key[:8]}: "
+                                                         f"cannot load its arguments: {e}"))
+        else:
+            if not self.limits.fits(header.get("walltime")):
+                # It could not finish before the block ends: leave it to another block
+                # (this worker will not claim it again).
+                self.too_long.add(key)
+                self.spool.give_back(path, key, attempt=attempt)
+                return None
+            cwd = header.get("cwd")
+            try:
+                if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
+                    os.chdir(cwd)
+            except OSError as e:
+                outcome = execute.failure(SpoolError(
+                    f"task {header['name']}-{key[:8]}: cannot enter its directory: "
+                    f"{fs.explain(e)}"))
+            else:
+                outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
+                                       header)
+        if outcome.head["status"] != "ok":
+            try:
+                if self._retry(key, attempt, header, outcome, path):
+                    return None
+            except (FarmError, ValueError, TypeError) as e:  # a damaged attempts/ record...
+                log.error("pool %s: retry of %s not possible: %s", self.pool, key, e)
+        return outcome
+
+    def result_head(self, header: dict[str, Any], outcome: Outcome, attempt: int,
+                    t_claimed: float) -> dict[str, Any]:
+        """The outcome's result header, with who ran the task, where and when."""
+        head = outcome.head
+        head.update(name=header.get("name"), attempt=attempt, pool=self.pool, worker=self.index,
+                    host=self.host, pid=self.pid, t_claimed=t_claimed)
+        return head
+
+    def _finish(self, key: str, path: str, header: dict[str, Any], outcome: Outcome,
+                attempt: int, t_claimed: float) -> None:
+        if self.spool.publish_result(key, self.result_head(header, outcome, attempt, t_claimed),
+                                     outcome.body) and outcome.head["status"] == "ok":
+            self._remember(key, outcome.body)
+        if path:
+            fs.unlink(path)
+
+    def _remember(self, key: str, body: bytes) -> None:
+        """Keep the value of a result this worker published (a success: never changes),
+        for the dependent it runs next: a chain passes values without reading them back."""
+        if len(body) > 65536:
+            return
+        if len(self.values) >= RECENT:
+            self.values.pop(next(iter(self.values)))
+        self.values[key] = body
+
+    def _retry(self, key: str, attempt: int, header: dict[str, Any], outcome: Outcome,
+               path: str) -> bool:
+        """Requeue a failed task as attempt+1 if Config.retries allows; True if requeued."""
+        retries = header.get("retries") or 0
+        if not retries:
+            return False
+        prior = 0.0
+        if attempt:
+            last = self.spool.read_result(key, self.spool.attempt_path(key, attempt - 1))
+            prior = float(last[0].get("fail_cost", attempt)) if last else float(attempt)
+        handler = None
+        if header.get("retry_handler"):
+            try:
+                handler = self._load(header["retry_handler"])
+            except Exception as e:
+                log.error("pool %s: cannot load the retry handler of %s: %s", self.pool, key, e)
+                return False
+        info = {"key": key, "func_name": header["name"], "try_id": attempt,
+                "fail_count": attempt + 1, "fail_cost": prior}
+        cost = prior + execute.retry_cost(outcome.exc, handler, info)
+        if cost > retries:
+            return False
+        head = outcome.head
+        head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost)
+        self.spool.record_attempt(key, attempt, head, outcome.body)
+        # If the claim is gone, an observer took the task over (we were slow): the task is
+        # still handled, by someone else, and we must not publish a result for it.
+        self.spool.give_back(path, key, attempt=attempt + 1)
+        return True
+
+    def _load(self, app_id: str) -> Callable[..., Any]:
+        func = self.apps.get(app_id)
+        if func is None:
+            header, body = self.spool.read_app(app_id)
+            made_by = str(header.get("python", ""))
+            here = "{}.{}".format(*sys.version_info[:2])
+            if made_by and ".".join(made_by.split(".")[:2]) != here:
+                raise SerializationError(
+                    f"app {header.get('name')} was pickled by Python {made_by}; this pool "
+                    f"on {self.host} runs Python {here}. Run pools with the driver's Python")
+            try:
+                func = serialize.loads(body)
+            except Exception as e:
+                raise SerializationError(
+                    f"cannot load app {app_id[:12]} on {self.host}: {type(e).__name__}: {e}. "
+                    "The modules an app uses must be importable where pools run") from e
+            self.apps[app_id] = func
+        return func
+
+    def _dep_value(self, key: str) -> Any:
+        body = self.values.get(key)
+        if body is not None:
+            return cloudpickle.loads(body)
+        res = self.spool.read_result(key)
+        if res is None:
+            raise _NotVisible(self.spool.result_path(key))
+        return cloudpickle.loads(res[1])
