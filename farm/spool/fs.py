@@ -162,14 +162,21 @@ def peek(path: str, limit: int = -1) -> bytes | None:
     "not yet" and a later look is certain (a dependency's result while its completer, the
     driver or a sweep will promote; a payload about to be published by a link that
     decides).  Never to conclude that something is lost, done or absent."""
-    OPS["open"] += 1
-    try:
-        _through_cache(path)
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        if _NEG_TTL:
-            _remember_missing(path)
-        return None
+    for attempt in range(STALE_TRIES):
+        OPS["open"] += 1
+        try:
+            _through_cache(path)
+            return _read_fd(os.open(path, os.O_RDONLY), limit)
+        except FileNotFoundError:
+            if _NEG_TTL:
+                _remember_missing(path)
+            return None
+        except OSError as e:
+            _retry_stale(e, attempt)
+    raise AssertionError("unreachable")
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
     try:
         # os.read, not open(): Python's file objects fstat the file (to size a buffer, to
         # refuse a directory), and each fstat is a call to the metadata server.
@@ -183,6 +190,18 @@ def peek(path: str, limit: int = -1) -> bytes | None:
         return parts[0] if len(parts) == 1 else b"".join(parts)
     finally:
         os.close(fd)
+
+
+# A file replaced by a rename (a heartbeat, a block record) can make an NFS client's open or
+# read fail with ESTALE: it held the old file's handle.  A new lookup finds the new file.
+STALE_TRIES = 3
+
+
+def _retry_stale(err: OSError, attempt: int) -> None:
+    """Return (to look again) if err is ESTALE and tries are left; else raise it."""
+    if err.errno != errno.ESTALE or attempt == STALE_TRIES - 1:
+        raise err
+    OPS["estale"] += 1
 
 
 READ_CHUNK = 1 << 20
@@ -200,7 +219,7 @@ def read(path: str, limit: int = -1) -> bytes | None:
 
 def stat(path: str) -> os.stat_result | None:
     """os.stat(path), or None if it does not exist (confirmed by a fresh listing)."""
-    for _ in range(3):
+    for attempt in range(3):
         OPS["stat"] += 1
         try:
             _through_cache(path)
@@ -210,6 +229,8 @@ def stat(path: str) -> os.stat_result | None:
                 _remember_missing(path)
             if absent(path):
                 return None
+        except OSError as e:
+            _retry_stale(e, attempt)
     raise _still_invisible(path)
 
 
@@ -267,7 +288,14 @@ def _list(path: str) -> list[str]:
     OPS["listdir"] += 1
     _through_cache(path)
     t0 = time.perf_counter()
-    names = os.listdir(path)
+    for attempt in range(STALE_TRIES):
+        try:
+            names = os.listdir(path)
+            break
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            _retry_stale(e, attempt)
     _LIST_COST[0] += 0.2 * (time.perf_counter() - t0 - _LIST_COST[0])
     if _NEG_TTL:  # the listing revalidated the directory: its children's entries go
         prefix = path.rstrip("/") + "/"
