@@ -19,7 +19,8 @@ demo: $(BIN)/python
 	$(BIN)/farm status examples/map_sum.farm
 
 lint: install
-	$(BIN)/ruff check farm tests examples benchmarks
+	$(BIN)/ruff check farm tests examples benchmarks scripts
+	$(BIN)/mypy
 
 test: install lint test-min
 	$(BIN)/python -m pytest -q
