@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import threading
 
-__version__ = "0.1.0"
-
-from farm.apps import bash_app, join_app, python_app  # noqa: E402
-from farm.config import Config  # noqa: E402
-from farm.data import AUTO_LOGNAME, File  # noqa: E402
-from farm.dataflow import AppFuture, DataFlowKernel, DataFuture  # noqa: E402
-from farm.errors import ConfigError  # noqa: E402
+from farm.apps import bash_app, join_app, python_app
+from farm.config import Config
+from farm.data import AUTO_LOGNAME, File
+from farm.dataflow import AppFuture, DataFlowKernel, DataFuture
+from farm.errors import ConfigError
+from farm.version import __version__
 
 _dfk: DataFlowKernel | None = None
 _lock = threading.Lock()

@@ -328,5 +328,5 @@ def _yaml(data: bytes | None) -> Any:
 
 
 def _version() -> str:
-    from farm import __version__
+    from farm.version import __version__
     return __version__
