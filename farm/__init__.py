@@ -43,6 +43,7 @@ def load(config: Config | str | os.PathLike[str] | None = None) -> DataFlowKerne
         if _dfk is not None:
             raise ConfigError("farm is already loaded; call farm.clear() before loading again")
         _dfk = DataFlowKernel(config)
+        _dfk.on_exit = clear
         return _dfk
 
 

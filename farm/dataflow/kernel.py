@@ -123,6 +123,8 @@ class DataFlowKernel:
         _Cwd.install()
         self._joins = _Threads(max_workers=4, thread_name_prefix="farm-join")
         self._closed = False
+        # Called after cleanup when a `with` block ends (farm.load sets it to farm.clear).
+        self.on_exit: Callable[[], None] | None = None
         for ex in self.executors.values():
             ex.start(self)
         atexit.register(self.cleanup)
@@ -131,9 +133,9 @@ class DataFlowKernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from farm import clear
         self.cleanup()
-        clear()
+        if self.on_exit is not None:
+            self.on_exit()  # (farm.load's: forget the loaded kernel)
 
     # -- submission ------------------------------------------------------------------------
 
