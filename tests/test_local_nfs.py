@@ -10,19 +10,12 @@ import time
 
 import pytest
 
+from tests.conftest import eventually
 from tests.nfs import SCRIPT, nfs_fixture  # noqa: F401  (the fixture "nfs")
 
 VERSIONS = ["vers=4.2", "vers=3"]
 both = pytest.mark.parametrize("nfs", VERSIONS, indirect=True)
 T = 30  # seconds: the bound on any one command in the VM
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def vm(nfs, script: str, *args, timeout: float = T) -> subprocess.CompletedProcess:
@@ -79,7 +72,7 @@ def test_exec_timeout_and_terminate_end_the_command_in_the_vm(nfs, tmp_path):
     pid_file = tmp_path / "pid"  # not on NFS: the VM sees the host's files through 9p
     p = nfs.popen("sh", "-c", f'echo $$ > {pid_file}; exec sleep 60')
     try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), T, "the command")
+        eventually(lambda: pid_file.exists() and pid_file.read_text().strip(), T, "the command")
         p.terminate()
         assert p.wait(timeout=T) == 128 + 15
     finally:
@@ -108,7 +101,7 @@ def test_the_mounts_survive_a_server_restart(nfs, tmp_path):
                      f'touch {ready}; while [ ! -e {go} ]; do sleep 0.2; done; echo after >&3',
                      stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(ready.exists, T, "the file to be open in the VM")
+        eventually(ready.exists, T, "the file to be open in the VM")
         old = nfs.pids()["ganesha"]
         nfs.restart_server()
         assert nfs.pids()["ganesha"] != old
