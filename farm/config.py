@@ -23,16 +23,21 @@ class Config:
     retries: how much failure a task may cost before it fails for good (each failure costs
         1, or what retry_handler(exception, task_info) returns).
     retry_handler: see retries.  It runs in the pool, so it must be picklable.
+    crash_retries: how many times a task whose worker or pool died (a killed node, the
+        OOM killer) is run again before it fails with WorkerLost; not counted against
+        retries, since that is not the task's fault (default 2).
     app_cache: allow ``@python_app(cache=True)`` to reuse results of identical calls.
     run_dir: where the default spool is created (``<run_dir>/<script>.farm``).
     """
 
     def __init__(self, executors: list | None = None, retries: int = 0,
                  retry_handler: Callable[[BaseException, dict], float] | None = None,
-                 app_cache: bool = True, run_dir: str = ".", **parsl_options: Any):
+                 app_cache: bool = True, run_dir: str = ".", crash_retries: int = 2,
+                 **parsl_options: Any):
         unknown = sorted(set(parsl_options) - _IGNORED)
         if unknown:
-            known = ["executors", "retries", "retry_handler", "app_cache", "run_dir"]
+            known = ["executors", "retries", "retry_handler", "app_cache", "run_dir",
+                     "crash_retries"]
             near = difflib.get_close_matches(unknown[0], known + sorted(_IGNORED), n=1)
             raise ConfigError(f"Config got unknown option{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)}"
@@ -41,8 +46,10 @@ class Config:
         if parsl_options:
             warnings.warn(f"farm ignores these Parsl Config options: {sorted(parsl_options)}",
                           stacklevel=2)
-        if not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"Config(retries=...) must be an int >= 0, got {retries!r}")
+        for name, value in (("retries", retries), ("crash_retries", crash_retries)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"Config({name}=...) must be a whole number >= 0, got "
+                                  f"{value!r}")
         # (imported here: `import farm` stays light, and the kernel below never needs them)
         from farm.executors import SpoolExecutor
         from farm.providers import LocalProvider
@@ -51,6 +58,7 @@ class Config:
             if isinstance(ex, SpoolExecutor) and ex.provider is None:
                 ex.provider = LocalProvider()
         self.retries = retries
+        self.crash_retries = crash_retries
         self.retry_handler = retry_handler
         self.app_cache = app_cache
         self.run_dir = run_dir

@@ -33,12 +33,13 @@ def _observer(path, start, out):
     out.put(won)
 
 
-@pytest.mark.parametrize("retries", [0, 1])
-def test_exactly_one_observer_declares_a_silent_pool_dead(tmp_path, retries):
+@pytest.mark.parametrize("crash_retries", [0, None])  # None: the default budget (2)
+def test_exactly_one_observer_declares_a_silent_pool_dead(tmp_path, crash_retries):
     spool = Spool.create(tmp_path / "s")
     key = uuid.uuid4().hex
+    budget = {} if crash_retries is None else {"crash_retries": crash_retries}
     spool.put_task(key, {"key": key, "name": "t", "kind": "python", "app": "x", "deps": [],
-                         "retries": retries}, b"", "ready")
+                         "retries": 0, **budget}, b"", "ready")
     wdir = spool.worker_dir("p1", 0)
     os.mkdir(wdir)
     assert spool.claim(key, wdir)
@@ -53,16 +54,19 @@ def test_exactly_one_observer_declares_a_silent_pool_dead(tmp_path, retries):
     wins = [out.get(timeout=5) for _ in procs]
     assert sorted(len(w) for w in wins) == [0, 0, 0, 0, 1]  # one winner
     assert os.listdir(wdir) == []
-    if retries:
+    if crash_retries is None:  # requeued: a lost pool is not the task's fault
         assert [split_name(n) for n in spool.ready_names()] == [(key, 1)]
+        lost = spool.prior_attempt(key, 1)
+        assert lost["status"] == "lost" and lost["crashes"] == 1
     else:
         header, _ = spool.read_result(key)
         assert header["status"] == "failed" and "WorkerLost" in header["error"]
 
 
 def test_killed_pool_is_declared_dead_and_its_task_reruns(tmp_path, monkeypatch):
+    # The default config (retries=0): a pool killed mid-run is not the task's fault.
     monkeypatch.chdir(tmp_path)
-    farm.load(spool_config(tmp_path / "s", retries=1))
+    farm.load(spool_config(tmp_path / "s"))
     spool = farm.dfk().executors["spool"].spool
 
     @python_app
@@ -84,9 +88,9 @@ def test_killed_pool_is_declared_dead_and_its_task_reruns(tmp_path, monkeypatch)
     assert len([n for n in os.listdir(tmp_path) if n.startswith("ran.")]) == 2
 
 
-def test_killed_pool_without_retries_gives_worker_lost(tmp_path, monkeypatch):
+def test_killed_pool_without_a_crash_budget_gives_worker_lost(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    farm.load(spool_config(tmp_path / "s"))
+    farm.load(spool_config(tmp_path / "s", crash_retries=0))
     spool = farm.dfk().executors["spool"].spool
 
     @python_app
@@ -157,3 +161,49 @@ def test_an_observer_whose_own_reads_hung_does_not_declare_a_pool_dead(tmp_path)
     assert os.path.exists(spool.p("pools", "p1.yaml"))
     time.sleep(1.2)
     assert watch.check() == {"p1": 0}  # watched for a whole lease: dead
+
+
+def test_a_workflow_survives_a_pool_killed_mid_run_with_the_default_config(tmp_path, pools,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", blocks=0))  # defaults: retries=0, crash_retries=2
+    spool = farm.dfk().executors["spool"].spool
+
+    @python_app
+    def square(i):
+        import time
+        time.sleep(0.3)
+        return i * i
+
+    @python_app
+    def total(*xs):
+        return sum(xs)
+
+    victim = pools.start(spool.path, "--workers", "2", "--lease", "3")
+    futs = [square(i) for i in range(20)]
+    result = total(*futs)
+    eventually(lambda: spool.counts()["running"] >= 2, 30, "the victim to be running tasks")
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole pool, mid-task
+    pools.start(spool.path, "--workers", "2")
+    assert [f.result(T) for f in futs] == [i * i for i in range(20)]
+    assert result.result(T) == sum(i * i for i in range(20))
+    lost = [h for _, h in spool.iter_results([f.key for f in futs]) if h["attempt"] == 1]
+    assert lost  # the tasks the victim was running ran again, as attempt 1
+
+
+def test_a_task_that_always_kills_its_worker_fails_after_its_crash_budget(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    farm.load(spool_config(tmp_path / "s", workers=1))
+
+    @python_app
+    def die():
+        import os
+        os._exit(3)
+
+    f = die()
+    with pytest.raises(WorkerLost, match="its worker was lost 3 times; the last time: "
+                                         "worker 0 of pool .* died"):
+        f.result(T)
+    spool = farm.dfk().executors["spool"].spool
+    assert [spool.prior_attempt(f.key, n)["crashes"] for n in (1, 2)] == [1, 2]

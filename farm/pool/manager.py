@@ -147,7 +147,8 @@ class Pool:
         at = ids.index(self.id) if self.id in ids else -1
         ring = {ids[(at + k) % len(ids)] for k in range(1, RING + 1)} - {self.id} if ids else set()
         read_at = time.monotonic()
-        self.watch.check(self.spool.read_heartbeats(sorted(ring)), read_at)
+        for pool in self.watch.check(self.spool.read_heartbeats(sorted(ring)), read_at):
+            log.warning("pool %s: pool %s went silent and was declared dead", self.id, pool)
         if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
             self._sweep()

@@ -159,10 +159,8 @@ class TaskRunner:
         retries = header.get("retries") or 0
         if not retries:
             return False
-        prior = 0.0
-        if attempt:
-            last = self.spool.read_result(key, self.spool.attempt_path(key, attempt - 1))
-            prior = float(last[0].get("fail_cost", attempt)) if last else float(attempt)
+        last = self.spool.prior_attempt(key, attempt)
+        prior = float(last.get("fail_cost", attempt))
         handler = None
         if header.get("retry_handler"):
             try:
@@ -176,7 +174,8 @@ class TaskRunner:
         if cost > retries:
             return False
         head = outcome.head
-        head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost)
+        head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost,
+                    crashes=last.get("crashes", 0))
         self.spool.record_attempt(key, attempt, head, outcome.body)
         # If the claim is gone, an observer took the task over (we were slow): the task is
         # still handled, by someone else, and we must not publish a result for it.

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from farm.spool import fs
-from farm.spool.layout import _yaml, log
+from farm.spool.layout import _yaml
 from farm.spool.recovery import Recovery
 
 
@@ -33,9 +33,8 @@ class Liveness(Recovery):
         lost = 0
         for w in fs.listdir(self.p("claimed")):
             if w.rpartition(".")[0] == pool:
+                # (each task it was running is logged: requeued, or failed for good)
                 lost += self.give_back_all(self.p("claimed", w), lost=why)
-        log.warning("pool %s declared dead (%s): %d running task(s) requeued or failed",
-                    pool, why, lost)
         return lost
 
     def write_heartbeat(self, pool: str, info: dict[str, Any]) -> None:

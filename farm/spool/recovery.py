@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from farm.errors import CorruptFile, WorkerLost, pack_exception
 from farm.spool import fs, records
@@ -24,10 +25,15 @@ from farm.spool.layout import (
     entry_tasks,
     is_bundle,
     is_entry,
+    log,
     split_name,
 )
 
 FIRST = "*"  # give_back(running=FIRST): which task ran is unknown: charge the first one
+# A task whose worker or pool died is run again this many times (its crash budget, apart
+# from Config.retries: a lost worker is not the task's fault), then fails with WorkerLost.
+# The task header's "crash_retries" (Config.crash_retries) overrides it.
+CRASH_RETRIES = 2
 
 
 class Recovery(Graph):
@@ -156,15 +162,32 @@ class Recovery(Graph):
                 header = self.task_header(key) or {}
             except CorruptFile:
                 header = {}
-            if attempt + 1 > (header.get("retries") or 0):
-                exc = WorkerLost(f"task {header.get('name')}-{key[:8]}: {lost}")
+            label = f"{header.get('name', 'task')}-{key[:8]}"
+            prior = self.prior_attempt(key, attempt)
+            crashes = int(prior.get("crashes", 0)) + 1
+            budget = header.get("crash_retries", CRASH_RETRIES)
+            if crashes > budget:
+                times = f"{crashes} times" if crashes > 1 else "once (crash_retries is 0)"
+                exc = WorkerLost(f"task {label} failed: its worker was lost {times}; the "
+                                 f"last time: {lost}")
+                log.warning("%s", exc)
                 self.publish_result(key, {
                     "status": FAILED, "name": header.get("name"), "attempt": attempt,
-                    "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
+                    "crashes": crashes, "error": f"WorkerLost: {exc}", "t_end": time.time()},
+                    pack_exception(exc))
                 if not bundled:
                     fs.unlink(claim)
                 self.settle_dependents(key, entry=header.get("bundle"))
                 return 1
+            # Not the task's fault: its next attempt keeps what earlier failures cost it
+            # against Config.retries, and carries the count of crashes.
+            exc = WorkerLost(f"task {label}: {lost}")
+            self.record_attempt(key, attempt, {
+                "status": "lost", "name": header.get("name"), "attempt": attempt,
+                "crashes": crashes, "fail_cost": prior.get("fail_cost", 0.0),
+                "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
+            log.warning("task %s requeued as attempt %d (lost %d of %d times allowed): %s",
+                        label, attempt + 1, crashes, budget, lost)
             attempt += 1
         ready = self.p("ready", entry_name(key, attempt))
         try:
@@ -177,6 +200,17 @@ class Recovery(Graph):
         except FileNotFoundError:
             return None
         return 0 if lost is None else 1
+
+    def prior_attempt(self, key: str, attempt: int) -> dict[str, Any]:
+        """The record of attempt - 1 of key, if it failed or was lost and was retried
+        (what it cost against Config.retries, how many crashes so far); {} if none."""
+        if attempt <= 0:
+            return {}
+        try:
+            got = self.read_result(key, self.attempt_path(key, attempt - 1))
+        except CorruptFile:
+            return {}
+        return got[0] if got else {}
 
     def give_back_all(self, wdir: str, lost: str | None = None, running: str = FIRST) -> int:
         """give_back each claim in a worker's directory wdir (lost, running: as there).

@@ -20,6 +20,7 @@ from farm import serialize
 from farm.dataflow.task import TaskRecord
 from farm.errors import SerializationError, SpoolError
 from farm.spool import Spool, fs
+from farm.spool.recovery import CRASH_RETRIES
 
 _NO_ARGS = pickle.dumps(((), {}), protocol=5)  # the body of every call without arguments
 
@@ -57,9 +58,11 @@ class Apps:
     """The apps of one spool: each app's pickled function is stored once (apps/APP, named
     by the hash of the pickle), the first time it is called."""
 
-    def __init__(self, spool: Spool):
+    def __init__(self, spool: Spool, crash_retries: int = 2):
         self.spool = spool
         self.ids: dict[int, str] = {}  # id(function) -> APP
+        # In headers only when not the pools' default (Spool's CRASH_RETRIES).
+        self.extra = {} if crash_retries == CRASH_RETRIES else {"crash_retries": crash_retries}
 
     def header(self, task: TaskRecord) -> dict[str, Any]:
         """The task's header (docs/spool-format.md, Records).  Writes the app's file at its
@@ -71,10 +74,10 @@ class Apps:
         if task.retry_handler is None:
             return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
                     "deps": task.deps, "retries": task.retries, "created": time.time(),
-                    **task.opts}
+                    **self.extra, **task.opts}
         return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
                 "deps": task.deps, "retries": task.retries, "created": time.time(),
-                "retry_handler": self.app_id(task.retry_handler), **task.opts}
+                "retry_handler": self.app_id(task.retry_handler), **self.extra, **task.opts}
 
     def app_id(self, func: Any) -> str:
         """Store each app's pickled function once per spool (named by its hash)."""

@@ -173,8 +173,9 @@ class SpoolExecutor:
                                         ("farm-beat", upkeep.beat),
                                         ("farm-scale", upkeep.scale_loop))]
         writer_thread = threading.Thread(target=writer.run, name="farm-write", daemon=True)
-        self.running = Running(spool, self.provider, me, Apps(spool), writer, collector,
-                               upkeep, stop, writer_thread, threads)
+        apps = Apps(spool, dfk.config.crash_retries)
+        self.running = Running(spool, self.provider, me, apps, writer, collector, upkeep,
+                               stop, writer_thread, threads)
         for t in [*threads, writer_thread]:
             t.start()
 

@@ -84,9 +84,8 @@ class Upkeep:
     def watch_pools(self) -> None:
         read_at = time.monotonic()
         pools = self.spool.pools()  # one read of the heartbeats for liveness and scaling
-        for pool, lost in self.poolwatch.check(pools, read_at).items():
-            print(f"farm: pool {pool} went silent; declared it dead, {lost} running "
-                  "task(s) requeued or failed", file=sys.stderr)
+        for pool in self.poolwatch.check(pools, read_at):
+            print(f"farm: pool {pool} went silent and was declared dead", file=sys.stderr)
         live = self.spool.live_pools(pools)
         if live:
             self.slots = max(1, sum(int(p.get("workers") or 1) for p in live))
