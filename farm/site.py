@@ -33,7 +33,7 @@ import yaml
 from farm.config import Config
 from farm.errors import ConfigError
 
-TOP = ("spool_root", "retries", "executor", "provider")
+TOP = ("spool_root", "retries", "crash_retries", "executor", "provider")
 SITE_ENV = "FARM_SITE"
 
 
@@ -118,10 +118,13 @@ class Site:
 
     def config(self) -> Config:
         from farm.executors import SpoolExecutor
-        retries = self.data.get("retries", 0)
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise SiteError(f"{self.where('retries')}: must be a whole number >= 0, got "
-                            f"{retries!r}")
+        counts = {}
+        for name, default in (("retries", 0), ("crash_retries", 2)):
+            value = self.data.get(name, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SiteError(f"{self.where(name)}: must be a whole number >= 0, got "
+                                f"{value!r}")
+            counts[name] = value
         options = self._section("executor", SpoolExecutor, skip=("provider", "spool", "label"))
         root = self.data.get("spool_root")
         if root is not None and not isinstance(root, str):
@@ -133,7 +136,7 @@ class Site:
         if unset:
             raise SiteError(f"{self.where('spool_root')}: ${unset[0]} is not set in this "
                             "environment")
-        return Config(executors=[ex], retries=retries, run_dir=run_dir)
+        return Config(executors=[ex], run_dir=run_dir, **counts)
 
     def provider(self) -> Any:
         from farm.providers import LocalProvider, SlurmProvider
