@@ -136,7 +136,8 @@ class Site:
         if unset:
             raise SiteError(f"{self.where('spool_root')}: ${unset[0]} is not set in this "
                             "environment")
-        return Config(executors=[ex], run_dir=run_dir, **counts)
+        return Config(executors=[ex], run_dir=run_dir, retries=counts["retries"],
+                      crash_retries=counts["crash_retries"])
 
     def provider(self) -> Any:
         from farm.providers import LocalProvider, SlurmProvider
