@@ -3,8 +3,8 @@
     python examples/hello.py
 
 farm.load() with no argument starts a pool of workers on this machine.  The driver and
-the pool share nothing but the spool directory ./hello.farm, created in the current
-directory.  Run the script a second time and it finds its tasks already done there.
+the pool share nothing but the spool directory hello.farm, created beside this script.
+Run the script a second time and it finds its tasks already done there.
 """
 
 import shlex

@@ -8,7 +8,7 @@ directory on a shared filesystem.
     def add(a, b):
         return a + b
 
-    with farm.load():            # local pools, spool ./<script>.farm
+    with farm.load():            # local pools, spool <script>.farm beside the script
         print(add(1, 2).result())
 """
 
@@ -31,8 +31,8 @@ _lock = threading.Lock()
 def load(config: Config | str | os.PathLike[str] | None = None) -> DataFlowKernel:
     """Start farm with config: a Config, or the path of a site file (YAML, see farm.site);
     by default the site file named by $FARM_SITE, else a SpoolExecutor on local pools with
-    its spool ``./<script>.farm``.  Returns the DataFlowKernel, also usable as a context
-    manager."""
+    its spool ``<script>.farm`` beside the script.  Returns the DataFlowKernel, also usable
+    as a context manager."""
     global _dfk
     from farm import site
     if isinstance(config, (str, os.PathLike)):

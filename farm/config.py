@@ -27,12 +27,13 @@ class Config:
         OOM killer) is run again before it fails with WorkerLost; not counted against
         retries, since that is not the task's fault (default 2).
     app_cache: allow ``@python_app(cache=True)`` to reuse results of identical calls.
-    run_dir: where the default spool is created (``<run_dir>/<script>.farm``).
+    run_dir: where the default spool is created, ``<run_dir>/<script>.farm`` (default:
+        $FARM_SPOOL_ROOT if set, else the script's own directory).
     """
 
     def __init__(self, executors: list | None = None, retries: int = 0,
                  retry_handler: Callable[[BaseException, dict], float] | None = None,
-                 app_cache: bool = True, run_dir: str = ".", crash_retries: int = 2,
+                 app_cache: bool = True, run_dir: str | None = None, crash_retries: int = 2,
                  **parsl_options: Any):
         unknown = sorted(set(parsl_options) - _IGNORED)
         if unknown:

@@ -131,8 +131,8 @@ class Site:
             raise SiteError(f"{self.where('spool_root')}: must be a directory path, got "
                             f"{root!r}")
         ex = self._make(("executor",), SpoolExecutor, dict(options, provider=self.provider()))
-        run_dir = os.path.expandvars(os.path.expanduser(root)) if root else "."
-        unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", run_dir)
+        run_dir = os.path.expandvars(os.path.expanduser(root)) if root else None
+        unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", run_dir or "")
         if unset:
             raise SiteError(f"{self.where('spool_root')}: ${unset[0]} is not set in this "
                             "environment")

@@ -20,8 +20,11 @@ TIMEOUT = 60
 
 
 def run_example(name: str, cwd: Path) -> subprocess.CompletedProcess:
+    # A spool goes beside its script by default; $FARM_SPOOL_ROOT keeps the tests' spools
+    # out of the checkout (each test's own directory).
+    env = dict(os.environ, FARM_SPOOL_ROOT=str(cwd))
     return subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=cwd, timeout=TIMEOUT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> str:
@@ -53,7 +56,7 @@ def test_hello(tmp_path):
     assert "python app returned: 'hello, farm, from process" in out
     assert "HELLO FROM BASH" in out
     assert "hello: OK" in out
-    assert (tmp_path / "hello.farm" / "spool.yaml").exists()  # the spool is in the cwd
+    assert (tmp_path / "hello.farm" / "spool.yaml").exists()  # under $FARM_SPOOL_ROOT
 
 
 def test_map_sum(tmp_path):

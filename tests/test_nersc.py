@@ -27,8 +27,10 @@ T = 180
 
 
 def run_example(name: str, cwd: Path, **env: str) -> str:
+    # (spools under the test's directory, not beside the examples in the checkout)
     proc = subprocess.run([sys.executable, str(NERSC / name)], cwd=cwd, timeout=T,
-                          capture_output=True, text=True, env={**os.environ, **env})
+                          capture_output=True, text=True,
+                          env={**os.environ, "FARM_SPOOL_ROOT": str(cwd), **env})
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -36,7 +38,8 @@ def run_example(name: str, cwd: Path, **env: str) -> str:
 def sbatch_wait(cwd: Path, *args: str, **env: str) -> str:
     """Submit a batch script, wait for the job to end; its job id."""
     proc = subprocess.run(["sbatch", "--parsable", "--wait", *args], cwd=cwd, timeout=T,
-                          capture_output=True, text=True, env={**os.environ, **env})
+                          capture_output=True, text=True,
+                          env={**os.environ, "FARM_SPOOL_ROOT": str(cwd), **env})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split(";")[0].strip()
 

@@ -167,3 +167,40 @@ def test_pool_without_network_completes_a_workflow(tmp_path, monkeypatch):
     assert reach(port).result(60).startswith("no network")
     assert add_all(*[square(i) for i in range(10)]).result(60) == 285
     listener.close()
+
+
+HONEST = textwrap.dedent("""
+    import farm
+    from farm import python_app
+
+    @python_app
+    def check(i):
+        if i % 4 == 0:
+            raise ValueError(f"bad {i}")
+        return i
+
+    with farm.load():
+        futs = [check(i) for i in range(12)]
+        print("failed", sum(1 for f in futs if f.exception(60) is not None))
+""")
+
+
+def test_the_default_spool_follows_the_script_and_resume_counts_failures(tmp_path):
+    (tmp_path / "job").mkdir()
+    script = tmp_path / "job" / "honest.py"
+    script.write_text(HONEST)
+    env = {k: v for k, v in os.environ.items() if k != "FARM_SPOOL_ROOT"}
+    first = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "failed 3" in first.stdout, first.stderr
+    spool = tmp_path / "job" / "honest.farm"
+    assert f"farm: new spool {spool}" in first.stderr  # beside the script, path in full
+    # Started from elsewhere (a batch job starts in $HOME): the same spool, honestly counted.
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    again = subprocess.run([sys.executable, str(script)], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (f"farm: resuming spool {spool}: 9 of 12 tasks already done, 3 failed (they run "
+            "again), 0 queued or running") in again.stderr
+    assert not (elsewhere / "honest.farm").exists()

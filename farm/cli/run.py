@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = _config(args)
     ex = config.executors[0]
-    root = config.run_dir
+    # Beside the task file (or here, for --array and --each-line), unless the site or
+    # $FARM_SPOOL_ROOT says where spools go: not in whatever directory we were started in.
+    root = (config.run_dir or os.environ.get("FARM_SPOOL_ROOT")
+            or (os.path.dirname(os.path.abspath(args.taskfile)) if args.taskfile else "."))
     ex.spool_path = args.spool or os.path.join(root, f"{name}.farm")
     before: set[str] = set()
     if os.path.exists(os.path.join(ex.spool_path, "spool.yaml")):

@@ -31,9 +31,11 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(ex, SpoolExecutor)
     prov = ex.provider
     assert prov is not None  # (Config gives every SpoolExecutor one)
-    spool = Paths(args.spool or os.path.join(config.run_dir, "example.farm"))
+    root = config.run_dir or os.environ.get("FARM_SPOOL_ROOT")
+    spool = Paths(args.spool or os.path.join(root or ".", "example.farm"))
     print(f"{args.site}: OK")
-    print(f"  spools:   {os.path.abspath(config.run_dir)}/NAME.farm")
+    print("  spools:   " + (f"{os.path.abspath(root)}/NAME.farm" if root else
+                            "NAME.farm beside each script or task file"))
     print(f"  retries:  {config.retries}")
     print(f"  executor: {ex!r}")
     print(f"  provider: {prov!r}, blocks {prov.init_blocks} at start, "

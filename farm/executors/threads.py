@@ -29,7 +29,7 @@ class ThreadPoolExecutor:
         return f"ThreadPoolExecutor(label={self.label!r}, max_threads={self.max_threads})"
 
     def start(self, dfk: Any) -> None:
-        self.run_dir = os.path.abspath(dfk.config.run_dir)
+        self.run_dir = os.path.abspath(dfk.config.run_dir or ".")
         self.threads = concurrent.futures.ThreadPoolExecutor(
             self.max_threads, thread_name_prefix=f"farm-{self.label}")
 

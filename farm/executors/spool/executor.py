@@ -35,7 +35,7 @@ from farm.executors.spool.pending import Pending
 from farm.executors.spool.upkeep import Upkeep
 from farm.executors.spool.writer import Flush, Stop, Submit, Writer
 from farm.resources import AFFINITY
-from farm.spool import Spool, driver_identity, fs
+from farm.spool import OK, Spool, driver_identity, fs
 
 
 @dataclass
@@ -259,18 +259,42 @@ class SpoolExecutor:
 
 
 def _announce(spool: Spool, fresh: bool, had_result: set[str]) -> None:
-    rel = os.path.relpath(spool.path)
-    shown = rel if not rel.startswith("..") else spool.path
+    """One line on stderr: the spool's absolute path, and on resume what it holds, counted
+    honestly: failures are not "done" (they run again when the script asks for them)."""
     if fresh:
-        print(f"farm: new spool {shown}", file=sys.stderr)
+        print(f"farm: new spool {spool.path}", file=sys.stderr)
         return
     c = spool.counts(results=len(had_result))
     queued = c["waiting"] + c["ready"] + c["running"]
-    print(f"farm: resuming spool {shown}: {c['results']} of {c['tasks']} tasks already "
-          f"done, {queued} queued or running", file=sys.stderr)
+    failed = _failures(spool, had_result)
+    done = (f"{c['results'] - failed} of {c['tasks']} tasks already done"
+            if failed is not None else f"{c['results']} of {c['tasks']} tasks finished")
+    print(f"farm: resuming spool {spool.path}: {done}"
+          + (f", {failed} failed (they run again)" if failed else "")
+          + f", {queued} queued or running", file=sys.stderr)
 
 
-def default_spool_path(run_dir: str) -> str:
+COUNT_FAILURES = 20_000  # results read at resume to tell failures from successes, at most
+
+
+def _failures(spool: Spool, keys: set[str]) -> int | None:
+    """How many of these results are failures (one header read each); None for a spool too
+    big to read them all at every start."""
+    if len(keys) > COUNT_FAILURES:
+        return None
+    return sum(1 for _, h in spool.iter_results(keys) if h.get("status") != OK)
+
+
+SPOOL_ROOT_ENV = "FARM_SPOOL_ROOT"
+
+
+def default_spool_path(run_dir: str | None) -> str:
+    """<root>/<script name>.farm, where root is Config.run_dir if it was given, else
+    $FARM_SPOOL_ROOT, else the script's own directory (so that the same script finds its
+    spool whatever directory it is started from, e.g. in a batch job), else (no script:
+    an interactive session) the current directory."""
     script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
     stem = os.path.splitext(os.path.basename(script))[0] or "interactive"
-    return os.path.join(run_dir, f"{stem}.farm")
+    root = (run_dir or os.environ.get(SPOOL_ROOT_ENV)
+            or (os.path.dirname(os.path.abspath(script)) if script else os.getcwd()))
+    return os.path.join(root, f"{stem}.farm")
