@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from farm.cli import cancel, pool, retry, run, site, status, wait
+from farm.cli import cancel, listing, logs, pool, retry, run, show, site, status, trace, wait
 from farm.errors import FarmError
 
 COMMANDS = {"run": run, "wait": wait, "site": site, "pool": pool, "status": status,
-            "cancel": cancel, "retry": retry}
+            "list": listing, "show": show, "logs": logs, "trace": trace, "cancel": cancel,
+            "retry": retry}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return COMMANDS[args.command].run(args) or 0
+    except BrokenPipeError:  # (farm trace SPOOL | head): the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except FarmError as e:
         print(f"farm {args.command}: {e}", file=sys.stderr)
         return 2

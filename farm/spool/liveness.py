@@ -84,6 +84,15 @@ class Liveness(Recovery):
                 out.append(info)
         return out
 
+    def pool_record(self, pool: str) -> dict[str, Any]:
+        """A pool's last heartbeat record, also of a pool that exited or was declared dead
+        ({} if there is none)."""
+        for name in (f"{pool}.yaml", f"{pool}.dead"):
+            info = _yaml(fs.read(self.p("pools", name)))
+            if isinstance(info, dict):
+                return info
+        return {}
+
     def blocks(self) -> list[dict[str, Any]]:
         """The block records (blocks/BLOCK.yaml: provider, job id) of this spool."""
         records = (_yaml(fs.read(self.p("blocks", n)))

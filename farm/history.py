@@ -1,0 +1,148 @@
+"""What happened to the tasks of a spool, read from the spool alone (no database): each
+task's state, its attempts and their outcomes.  Used by farm trace, list, show and logs.
+
+A task is in exactly one state (docs/spool-format.md): waiting, ready or running while its
+entry is in waiting/, ready/ or claimed/, done or failed once it has a result.  An attempt
+that failed and was retried, or was lost with its worker, left attempts/KEY.N; the last
+attempt is the result itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.errors import ConfigError, CorruptFile
+from farm.spool import OK, Spool, fs, is_bundle, is_entry, split_name
+
+# The columns of farm trace, one row per attempt (GNU parallel's joblog and Nextflow's
+# trace have the same habits).
+COLUMNS = ("key", "task", "app", "attempt", "status", "exit_code", "host", "pool", "worker",
+           "submitted", "started", "ended", "duration", "cpu", "maxrss_kb")
+
+
+@dataclass
+class Task:
+    key: str
+    state: str  # waiting, ready, running, done, failed
+    header: dict[str, Any] = field(default_factory=dict)  # the task's own (name, app...)
+    result: dict[str, Any] | None = None  # the result's header, once it has one
+
+    @property
+    def name(self) -> str:
+        return str(self.header.get("name") or (self.result or {}).get("name") or "task")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.key[:8]}"
+
+
+def states(spool: Spool) -> dict[str, str]:
+    """key -> waiting/ready/running for the tasks without a result (one listing per state
+    directory; a bundle's entry stands for each of its tasks)."""
+    out: dict[str, str] = {}
+    for name in fs.listdir(spool.p("waiting")):
+        if is_entry(name):
+            out[split_name(name)[0]] = "waiting"
+    claimed = [(spool.p("ready"), "ready")]
+    claimed += [(spool.p("claimed", w), "running") for w in fs.listdir(spool.p("claimed"))]
+    for d, state in claimed:
+        for name in fs.listdir(d):
+            if not is_entry(name):
+                continue
+            key = split_name(name)[0]
+            if is_bundle(key):
+                for k in _bundle_keys(spool, os.path.join(d, name)):
+                    out.setdefault(k, state)
+            else:
+                out[key] = state
+    return out
+
+
+def _bundle_keys(spool: Spool, path: str) -> list[str]:
+    try:
+        got = spool.read_bundle(path)
+    except CorruptFile:
+        return []
+    return [k for k, _ in got[1]] if got else []
+
+
+def tasks(spool: Spool) -> list[Task]:
+    """Every task of the spool, with its state and its result's header (if any)."""
+    out = [Task(k, "done" if h.get("status") == OK else "failed", result=h)
+           for k, h in spool.iter_results()]
+    have = {t.key for t in out}
+    out += [Task(k, s) for k, s in states(spool).items() if k not in have]
+    for t in out:
+        t.header = _header(spool, t.key)
+    return out
+
+
+def _header(spool: Spool, key: str) -> dict[str, Any]:
+    try:
+        return spool.task_header(key) or {}
+    except CorruptFile:
+        return {}
+
+
+def find(spool: Spool, ref: str) -> Task:
+    """The task named by ref: NAME-KEY8 (as messages print it), a key, or a key prefix of
+    at least 6 characters."""
+    m = re.fullmatch(r"(?:.*-)?([0-9a-f]{6,32})", ref)
+    if not m:
+        raise ConfigError(f"{ref!r} names no task: give NAME-KEY8 (as farm prints it), a key "
+                          "or a key prefix of 6 characters or more")
+    keys = spool.task_keys(m[1])
+    if not keys:
+        keys = [k for k, _ in spool.iter_results() if k.startswith(m[1])]  # (no payload)
+    if len(keys) != 1:
+        raise ConfigError(f"{ref!r} matches {len(keys)} tasks in {spool.path}"
+                          + ("; give more of the key" if keys else ""))
+    key = keys[0]
+    result = next(iter(spool.iter_results([key])), (key, None))[1]
+    state = ("done" if result.get("status") == OK else "failed") if result else \
+        states(spool).get(key, "unknown")
+    return Task(key, state, _header(spool, key), result)
+
+
+def attempts(spool: Spool, task: Task) -> list[dict[str, Any]]:
+    """The headers of the task's attempts, in order: the retried or lost ones
+    (attempts/KEY.N), then its result."""
+    prefix = f"{task.key}."
+    names = sorted((n for n in fs.listdir(spool.p("attempts")) if n.startswith(prefix)),
+                   key=lambda n: int(n[len(prefix):]) if n[len(prefix):].isdigit() else -1)
+    out = []
+    for n in names:
+        if not n[len(prefix):].isdigit():
+            continue  # (a failure moved aside by a rerun: attempts/KEY.rerun-T)
+        try:
+            got = spool.read_result(task.key, spool.p("attempts", n))
+        except CorruptFile:
+            continue
+        if got:
+            out.append(got[0])
+    if task.result:
+        out.append(task.result)
+    return out
+
+
+def trace_rows(spool: Spool) -> list[dict[str, Any]]:
+    """One row per finished attempt of every task (COLUMNS)."""
+    rows = []
+    for t in tasks(spool):
+        if t.result is None and t.state != "failed":
+            continue
+        for a in attempts(spool, t):
+            start, end = a.get("t_start"), a.get("t_end")
+            rows.append({
+                "key": t.key, "task": t.label, "app": t.header.get("name", t.name),
+                "attempt": a.get("attempt", 0), "status": a.get("status"),
+                "exit_code": a.get("exit_code"), "host": a.get("host"), "pool": a.get("pool"),
+                "worker": a.get("worker"), "submitted": t.header.get("created"),
+                "started": start, "ended": end,
+                "duration": round(end - start, 6) if start and end else None,
+                "cpu": a.get("cpu"), "maxrss_kb": a.get("maxrss_kb")})
+    rows.sort(key=lambda r: (r["started"] or r["ended"] or 0, r["key"], r["attempt"]))
+    return rows
