@@ -74,7 +74,7 @@ def test_trace_has_one_row_per_attempt(spool):
     flaky = sorted((r for r in rows if r["app"] == "flaky"), key=lambda r: r["attempt"])
     assert [(r["attempt"], r["status"]) for r in flaky] == [("0", "failed"), ("1", "ok")]
     shout = [r for r in rows if r["app"] == "shout"]
-    assert sorted(r["exit_code"] for r in shout) == ["0", "0", "1"]
+    assert sorted(r["exit_code"] for r in shout) == ["0", "0", "1", "1"]  # (shout 2 twice)
     for r in rows:
         assert float(r["ended"]) >= float(r["started"]) >= float(r["submitted"]) > 0
         assert r["host"] and r["pool"] and r["worker"] != ""
