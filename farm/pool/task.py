@@ -174,7 +174,8 @@ class TaskRunner:
         if cost > retries:
             return False
         head = outcome.head
-        head.update(name=header["name"], attempt=attempt, pool=self.pool, fail_cost=cost,
+        head.update(name=header["name"], attempt=attempt, pool=self.pool, worker=self.index,
+                    host=self.host, pid=self.pid, fail_cost=cost,
                     crashes=last.get("crashes", 0))
         self.spool.record_attempt(key, attempt, head, outcome.body)
         # If the claim is gone, an observer took the task over (we were slow): the task is
