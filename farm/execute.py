@@ -7,14 +7,16 @@ apps the same way.  ``call`` never raises for the app's own failures: it returns
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import IO, Any, NamedTuple
 
@@ -61,7 +63,11 @@ def call(kind: str, name: str, func: Callable[..., Any], args: tuple[Any, ...],
         if kind == "bash":
             value = _run_bash(name, func, args, kwargs, opts, head, in_main_thread)
         else:
-            value = _run_python(name, func, args, kwargs, opts.get("walltime"), in_main_thread)
+            for s in ("stdout", "stderr"):
+                if opts.get(s) and in_main_thread:
+                    head[s] = opts[s][0]
+            value = _run_python(name, func, args, kwargs, opts.get("walltime"), in_main_thread,
+                                opts)
         try:
             body = value if raw else cloudpickle.dumps(value)
         except Exception as e:
@@ -91,7 +97,44 @@ def failure(exc: BaseException) -> Outcome:
 
 
 def _run_python(name: str, func: Callable[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any], walltime: float | None, in_main_thread: bool) -> Any:
+                kwargs: dict[str, Any], walltime: float | None, in_main_thread: bool,
+                opts: Mapping[str, Any] | None = None) -> Any:
+    with _streams(opts or {}, in_main_thread):
+        return _call_python(name, func, args, kwargs, walltime, in_main_thread)
+
+
+@contextlib.contextmanager
+def _streams(opts: Mapping[str, Any], in_process_of_its_own: bool) -> Iterator[None]:
+    """While a python app runs in a worker: its stdout and stderr go to the files its call
+    named (stdout=, stderr=), at the file descriptor level, so that C extensions and
+    subprocesses write there too.  In a thread of the driver (ThreadPoolExecutor) the
+    process's streams are shared, and are left alone."""
+    specs = [(fd, opts.get(name)) for fd, name in ((1, "stdout"), (2, "stderr"))]
+    specs = [(fd, spec) for fd, spec in specs if spec]
+    if not specs or not in_process_of_its_own:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = []
+    try:
+        for fd, spec in specs:
+            stream = _open_stream(spec)
+            assert stream is not None
+            saved.append((fd, os.dup(fd)))
+            os.dup2(stream.fileno(), fd)
+            stream.close()
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in saved:
+            os.dup2(old, fd)
+            os.close(old)
+
+
+def _call_python(name: str, func: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], walltime: float | None, in_main_thread: bool) -> Any:
     if not walltime or not in_main_thread:
         return func(*args, **kwargs)
 

@@ -101,11 +101,65 @@ def test_logs_of_a_bash_app_and_of_a_python_app(spool):
     out = farm("logs", spool, shout)
     assert "==> stdout:" in out and "out 2" in out and "err 2" in out
     sq = next(line.split()[1] for line in farm("list", spool, "--app", "sq").splitlines())
-    out = farm("logs", spool, sq)
-    assert "keeps no stream of its own" in out and "/logs/" in out
+    assert "printed nothing" in farm("logs", spool, sq)
 
 
 def test_a_task_that_does_not_exist(spool):
     r = subprocess.run([*FARM, "show", str(spool), "nosuch-abcdef12"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "matches 0 tasks" in r.stderr
+
+
+PRINTS = textwrap.dedent("""
+    import farm
+    from farm import AUTO_LOGNAME, bash_app, python_app
+
+    @python_app
+    def talk(i):
+        import sys
+        print(f"hello from {i}")
+        print(f"oops {i}", file=sys.stderr)
+        return i
+
+    @python_app
+    def own(i, stdout=AUTO_LOGNAME):
+        print(f"to my own file {i}")
+        return i
+
+    @python_app
+    def undeclared(i):
+        print(f"undeclared {i}")
+        return i
+
+    @bash_app
+    def shell(i):
+        return f"echo bash says {i}"
+
+    with farm.load():
+        futs = [talk(i) for i in range(4)] + [own(1), shell(7)]
+        futs.append(undeclared(2, stdout=AUTO_LOGNAME))
+        print([f.result(60) for f in futs])
+        print("own:", futs[4].stdout)
+""")
+
+
+def test_what_apps_print_is_found_by_farm_logs(tmp_path):
+    (tmp_path / "p.py").write_text(PRINTS)
+    r = run_script(tmp_path / "p.py", tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "[0, 1, 2, 3, 1, 0, 2]" in r.stdout
+    own = r.stdout.split("own: ")[1].strip()
+    assert open(own).read() == "to my own file 1\n"  # stdout= of a python app, as in Parsl
+    spool = tmp_path / "p.farm"
+    for line in farm("list", spool).splitlines():
+        label = line.split()[1]
+        out = farm("logs", spool, label)
+        if label.startswith("talk-"):
+            i = next(i for i in range(4) if f"hello from {i}\n" in out)
+            assert f"oops {i}\n" in out and out.count("hello from") == 1, out
+        elif label.startswith("shell-"):
+            assert "bash says 7" in out
+        elif label.startswith("own-"):
+            assert "==> stdout:" in out and "to my own file 1" in out
+        else:
+            assert "undeclared 2" in out and "==> stdout:" in out

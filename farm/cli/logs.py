@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     from farm.spool import Spool
 
 HELP = """What a task wrote to its stdout and stderr (TASK: NAME-KEY8, a key or a prefix).
-Bash apps with AUTO_LOGNAME (or a path) keep each stream in a file: they are printed.  For
-an app without them, the output went to the log of the pool that ran it, which is named."""
+An app called with stdout=/stderr= (AUTO_LOGNAME, or a path) has each stream in a file of
+its own; any other app's output is kept in its worker's output file in the spool, and the
+task's part of it is shown."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,23 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(f.read())
         except OSError as e:
             print(f"(cannot read it: {e.strerror or e})")
+    out = r.get("output")
+    if isinstance(out, list) and len(out) == 3:
+        # What the call printed with no stdout= or stderr= of its own: a byte range of its
+        # worker's output file (stdout and stderr together, in the order written).
+        name, start, end = out
+        path = os.path.join(spool.path, str(name))
+        print(f"==> output (stdout and stderr): {path}, bytes {start}-{end}")
+        try:
+            with open(path, "rb") as f:
+                f.seek(int(start))
+                sys.stdout.write(f.read(int(end) - int(start)).decode(errors="replace"))
+        except (OSError, ValueError) as e:
+            print(f"(cannot read it: {e})")
+        shown = True
+    if not shown and t.result is not None and r.get("t_start"):
+        print(f"{t.label} printed nothing")
+        return 0
     if not shown:
         block = _block_of(spool, r.get("pool"))
         where = (spool.block_log(block) if block else os.path.join(spool.p("logs"), "*.log"))

@@ -212,7 +212,7 @@ class DataFlowKernel:
         opts["outputs"] = [o.path for o in outputs]
         opts["inputs"] = [i.path for i in kwargs.get("inputs") or [] if isinstance(i, File)]
         name = app.name
-        if app.kind == "bash":
+        if app.kind in ("bash", "python"):  # (python apps too, as in Parsl)
             for stream in ("stdout", "stderr"):
                 spec = kwargs.get(stream)
                 if spec is None:
@@ -222,11 +222,13 @@ class DataFlowKernel:
                 elif isinstance(spec, (str, os.PathLike)):
                     spec = (os.fspath(spec), "a")
                 elif not (isinstance(spec, tuple) and len(spec) == 2):
-                    raise ConfigError(f"bash app {name}: {stream} must be a path, a "
+                    raise ConfigError(f"{app.kind} app {name}: {stream} must be a path, a "
                                       f"(path, mode) tuple or AUTO_LOGNAME, got {spec!r}")
                 opts[stream] = [os.path.abspath(os.fspath(spec[0])), spec[1]]
                 if stream in app.params:
                     kwargs[stream] = opts[stream][0]
+                elif app.kind == "python":  # (a python app need not declare them)
+                    kwargs = {k: v for k, v in kwargs.items() if k != stream}
         if walltime is None and not outputs and not opts["inputs"] and len(opts) == 3:
             opts = _plain_opts(cwd)  # (no stdout, no stderr either)
         waits_on = self._waits_on(

@@ -38,6 +38,53 @@ class _NotVisible(Exception):
     """A dependency's result is not visible here yet (NFS caching): try again later."""
 
 
+class Output:
+    """Where the apps a worker runs print: its own file, logs/POOL.W.out, on the spool.
+
+    The worker's file descriptors 1 and 2 (so also a bash command's, and C code's) point to
+    it for the worker's whole life, and the result header of each task records the byte
+    range its call wrote (``output``: name, start, end), which farm logs shows.  One file
+    per worker, opened once, and file positions read with SEEK_CUR (a SEEK_END would ask
+    the metadata server for the size): no filesystem request per task.  A call that names
+    its own stdout= or stderr= writes there instead (farm.execute).  The worker's own log
+    messages land in the same file."""
+
+    def __init__(self, pool: str, index: int):
+        self.name = f"logs/{pool}.{index}.out"
+        self.fd = -1
+        self.start = self.end = 0
+
+    def open(self, spool_path: str) -> None:
+        """In the worker's own process, after the fork."""
+        try:
+            self.fd = os.open(os.path.join(spool_path, self.name),
+                              os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as e:  # (the apps' output then goes to the pool's log)
+            log.error("cannot open %s: %s", self.name, fs.explain(e))
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.lseek(self.fd, 0, os.SEEK_END)  # (a restarted worker appends)
+        for fd in (1, 2):
+            os.dup2(self.fd, fd)
+
+    def __enter__(self) -> Output:
+        self.start = self.end = self._where()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end = self._where()
+
+    def _where(self) -> int:
+        if self.fd < 0:
+            return 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # O_APPEND: every write, this process's or a child's (they share the open file),
+        # leaves the position at the end.
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+
 class TaskRunner:
     """Runs a worker's claimed tasks (the first layer of Worker).  spool and dir (the
     worker's claim directory) are set in the worker's own process, after the fork."""
@@ -53,6 +100,7 @@ class TaskRunner:
         self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
         self.values: dict[str, bytes] = {}  # pickled values of our latest successes
+        self.output = Output(pool, index)
 
     def run_task(self, path: str, key: str, attempt: int) -> str | None:
         """Run the claimed task at path (not a bundle); return the next claim to run (a
@@ -118,8 +166,11 @@ class TaskRunner:
                     f"task {header['name']}-{key[:8]}: cannot enter its directory: "
                     f"{fs.explain(e)}"))
             else:
-                outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
-                                       header)
+                with self.output as span:
+                    outcome = execute.call(header["kind"], header["name"], func, args,
+                                           kwargs, header)
+                if span.end > span.start:
+                    outcome.head["output"] = [span.name, span.start, span.end]
         if outcome.head["status"] != "ok":
             try:
                 if self._retry(key, attempt, header, outcome, path):

@@ -47,6 +47,7 @@ class Worker(BundleRunner):
         resources.pin(self.index, self.nworkers, self.limits.affinity,
                       self.limits.accelerators)
         self.spool = Spool(self.spool_path)
+        self.output.open(self.spool.path)
         self.pid = os.getpid()
         self.results = Results(self.spool)
         self.dir = self.spool.worker_dir(self.pool, self.index)
