@@ -7,12 +7,13 @@ import logging
 import os
 import sys
 
-from farm.cli import cancel, listing, logs, pool, retry, run, show, site, status, trace, wait
+from farm.cli import (cancel, listing, logs, pool, report, retry, run, show, site, status, trace,
+                      wait, watch)
 from farm.errors import FarmError
 
 COMMANDS = {"run": run, "wait": wait, "site": site, "pool": pool, "status": status,
             "list": listing, "show": show, "logs": logs, "trace": trace, "cancel": cancel,
-            "retry": retry}
+            "retry": retry, "watch": watch, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:
