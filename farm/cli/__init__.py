@@ -7,8 +7,21 @@ import logging
 import os
 import sys
 
-from farm.cli import (cancel, listing, logs, pool, report, retry, run, show, site, status, trace,
-                      wait, watch)
+from farm.cli import (
+    cancel,
+    listing,
+    logs,
+    pool,
+    report,
+    retry,
+    run,
+    show,
+    site,
+    status,
+    trace,
+    wait,
+    watch,
+)
 from farm.errors import FarmError
 
 COMMANDS = {"run": run, "wait": wait, "site": site, "pool": pool, "status": status,
