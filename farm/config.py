@@ -29,16 +29,18 @@ class Config:
     app_cache: allow ``@python_app(cache=True)`` to reuse results of identical calls.
     run_dir: where the default spool is created, ``<run_dir>/<script>.farm`` (default:
         $FARM_SPOOL_ROOT if set, else the script's own directory).
+    progress: the driver's progress line (on a terminal; else a line every 30 s) and its
+        summary at the end.  Default: on, unless $FARM_PROGRESS is 0.
     """
 
     def __init__(self, executors: list | None = None, retries: int = 0,
                  retry_handler: Callable[[BaseException, dict], float] | None = None,
                  app_cache: bool = True, run_dir: str | None = None, crash_retries: int = 2,
-                 **parsl_options: Any):
+                 progress: bool | None = None, **parsl_options: Any):
         unknown = sorted(set(parsl_options) - _IGNORED)
         if unknown:
             known = ["executors", "retries", "retry_handler", "app_cache", "run_dir",
-                     "crash_retries"]
+                     "crash_retries", "progress"]
             near = difflib.get_close_matches(unknown[0], known + sorted(_IGNORED), n=1)
             raise ConfigError(f"Config got unknown option{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)}"
@@ -63,6 +65,7 @@ class Config:
         self.retry_handler = retry_handler
         self.app_cache = app_cache
         self.run_dir = run_dir
+        self.progress = progress
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Config:

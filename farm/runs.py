@@ -167,6 +167,7 @@ class Summary:
         if self.failed or self.pending:
             out.append("Run the same command again to run what failed or did not finish; "
                        "lines that finished are not run again.")
+        out.append(f"spool {spool.path}; report: farm report {shlex.quote(spool.path)}")
         return "\n".join(out)
 
 

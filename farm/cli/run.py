@@ -7,7 +7,6 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from farm.errors import ConfigError
@@ -83,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     opts = {"walltime": args.walltime} if args.walltime else {}
     limit = None if args.keep_going else args.max_failures
-    with farm.load(config):
+    with farm.load(config) as dfk:
+        if dfk.progress is not None:
+            dfk.progress.summarize = False  # (ours below says more: which lines failed)
         spool = ex.spool
         assert spool is not None  # (made by load)
         if limit is None:
@@ -188,16 +189,6 @@ def _submit_until(lines: list, cwd: str, opts: dict, limit: int, ex: Any) -> lis
 
 
 def _wait(futures: list) -> None:
-    """Wait for every line, with a line of progress every 30 s on long runs."""
-    next_report = time.monotonic() + 30
+    """Wait for every line (the driver's progress line says how far it got)."""
     for f in futures:
-        while True:
-            try:
-                f.exception(timeout=max(0.1, next_report - time.monotonic()))
-                break
-            except FutureTimeout:
-                done = sum(g.done() for g in futures)
-                failed = sum(1 for g in futures if g.done() and g.exception() is not None)
-                print(f"farm run: {done} of {len(futures)} lines finished, {failed} failed",
-                      file=sys.stderr)
-                next_report = time.monotonic() + 30
+        f.exception()

@@ -144,6 +144,7 @@ class LightFuture(Future):
                 raise InvalidStateError(f"{self._state}: {self!r}")
             self._result, self._exception = result, exception
             self._state = FINISHED
+            self._count(failed)
             for w in self._w or ():
                 if failed:
                     w.add_exception(self)
@@ -151,6 +152,9 @@ class LightFuture(Future):
                     w.add_result(self)
             _SHARED.notify_all()  # (nobody waits on it: for a Future method we do not know)
         self._invoke_callbacks()
+
+    def _count(self, failed: bool) -> None:
+        """Called under the lock as the future finishes (AppFuture counts it)."""
 
     def _wait(self, timeout: float | None) -> None:
         """Until the future is done, at most timeout seconds."""
@@ -209,6 +213,14 @@ class AppFuture(LightFuture):
         self.task = task
         self._outputs: list[DataFuture] | tuple[()] = (
             [DataFuture(self, f) for f in task.outputs] if task.outputs else ())
+
+    def _count(self, failed: bool) -> None:
+        tally = self.task.tally
+        if tally is not None:  # (the driver's progress line: progress.Tally)
+            if failed:
+                tally.failed += 1
+            else:
+                tally.done += 1
 
     @property
     def key(self) -> str:

@@ -22,9 +22,11 @@ from concurrent.futures import ThreadPoolExecutor as _Threads
 from typing import TYPE_CHECKING, Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
+from farm.dataflow import progress
 from farm.dataflow.executor import Executor
 from farm.dataflow.futures import AppFuture, DataFuture, when_all_done
 from farm.dataflow.keys import call_digest, task_key
+from farm.dataflow.progress import Progress, Tally
 from farm.dataflow.task import TaskRecord
 from farm.errors import ConfigError, DependencyError
 
@@ -127,6 +129,11 @@ class DataFlowKernel:
         self.on_exit: Callable[[], None] | None = None
         for ex in self.executors.values():
             ex.start(self)
+        self.tally = Tally()
+        self.progress: Progress | None = None
+        if progress.wanted(config.progress):
+            self.progress = Progress(self.tally, progress.sum_counts(self.executors.values()))
+            self.progress.start()
         atexit.register(self.cleanup)
 
     def __enter__(self) -> DataFlowKernel:
@@ -163,8 +170,10 @@ class DataFlowKernel:
                 key = task_key(digest, self._ordinals[seen])
                 self._ordinals[seen] += 1
         task = self._make_task(app, ex, key, args, kwargs)
+        task.tally = self.tally
         fut = task.future = AppFuture(task)
         with self._lock:
+            self.tally.submitted += 1
             if cache:
                 self._cached[key] = fut
             live = self._live
@@ -339,8 +348,12 @@ class DataFlowKernel:
         self._closed = True
         atexit.unregister(self.cleanup)
         self._joins.shutdown(wait=False)
+        if self.progress is not None:
+            self.progress.end()  # (the line goes before the executors' last words)
         for ex in self.executors.values():
             ex.shutdown()
+        if self.progress is not None:
+            self.progress.report()
 
 
 def signature_info(func: Callable[..., Any]) -> tuple[set[str], dict[str, Any]]:

@@ -29,6 +29,8 @@ class TaskRecord:
     # Set by the kernel right after the record is made (the future needs its task): every
     # task has one by the time anybody else sees it.
     future: AppFuture = None  # type: ignore[assignment]
+    tally: Any = None  # the kernel's progress.Tally, which the future counts into
+
 
     @property
     def label(self) -> str:

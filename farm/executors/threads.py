@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -24,6 +25,8 @@ class ThreadPoolExecutor:
         # and the threads (a new pool at each start: shutdown ends the old one).
         self.run_dir = ""
         self.threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self.busy = 0  # calls running now (the progress line)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ThreadPoolExecutor(label={self.label!r}, max_threads={self.max_threads})"
@@ -44,7 +47,19 @@ class ThreadPoolExecutor:
             raise ConfigError(f"{self!r} is not started (farm.load starts it)")
         self.threads.submit(self._run, task)
 
+    def progress(self) -> dict[str, Any]:
+        return {"running": self.busy}
+
     def _run(self, task: TaskRecord) -> None:
+        with self._lock:
+            self.busy += 1
+        try:
+            self._attempts(task)
+        finally:
+            with self._lock:
+                self.busy -= 1
+
+    def _attempts(self, task: TaskRecord) -> None:
         cost = 0.0
         attempt = 0
         while True:

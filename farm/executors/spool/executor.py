@@ -251,6 +251,14 @@ class SpoolExecutor:
         # puts it into the spool and registers its future.
         run.writer.outbox.put(Submit(task, header, body))
 
+    def progress(self) -> dict[str, Any]:
+        """For the driver's progress line: busy workers of the live pools (as their last
+        heartbeats said: read anyway every 2 s), results reused from the spool, failures
+        re-run, and where the spool is."""
+        run = self.running
+        return {"running": run.upkeep.busy if run else 0, "reused": self.stats["done_before"],
+                "rerun": self.stats["rerun"], "spool": run.spool.path if run else None}
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every app call made so far is in the spool; False on timeout."""
         flush = Flush()

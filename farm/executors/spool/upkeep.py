@@ -45,6 +45,7 @@ class Upkeep:
         self.beats = 0
         self.fenced = False  # another driver took the spool over: see fence()
         self.slots = os.cpu_count() or 1  # worker slots of live pools (bundle sizing)
+        self.busy = 0  # busy workers of live pools (the progress line)
         self.blocks_started = False
         # (blocks_started: the writer thread starts the blocks, farm-scale scales them)
         self.lock = threading.Lock()
@@ -89,6 +90,7 @@ class Upkeep:
         live = self.spool.live_pools(pools)
         if live:
             self.slots = max(1, sum(int(p.get("workers") or 1) for p in live))
+        self.busy = sum(int(p.get("busy") or 0) for p in live)
         pending = not self.pending.empty()
         if pending and self.blocks_started:
             self.scaler.scale(pending, pools)
