@@ -34,9 +34,17 @@ class App:
         self.cache = cache
         self.executors = executors if executors == "all" else list(executors)
         self.ignore_for_cache = set(ignore_for_cache or ())
-        self.identity = app_identity(func)
+        self._identity: str | None = None
         self.params, self.defaults = signature_info(func)
         functools.update_wrapper(self, func)
+
+    @property
+    def identity(self) -> str:
+        """What the app's keys cover (farm.dataflow.keys): worked out at its first call,
+        not here, so that the globals and helpers defined below the app count too."""
+        if self._identity is None:
+            self._identity = app_identity(self.func)
+        return self._identity
 
     def __call__(self, *args: Any, **kwargs: Any) -> AppFuture:
         from farm import dfk

@@ -146,3 +146,34 @@ def trace_rows(spool: Spool) -> list[dict[str, Any]]:
                 "cpu": a.get("cpu"), "maxrss_kb": a.get("maxrss_kb")})
     rows.sort(key=lambda r: (r["started"] or r["ended"] or 0, r["key"], r["attempt"]))
     return rows
+
+
+def why_it_ran(spool: Spool, task: Task) -> str | None:
+    """Why a task ran though the spool may have looked as if it had its answer: it failed in
+    an earlier run (its failure was moved aside, attempts/KEY.rerun-T), or its app is a
+    version the spool had not seen (its code, or a global or helper it reads, changed: a
+    new key).  None when neither is the case."""
+    prefix = f"{task.key}.rerun-"
+    reruns = [n for n in fs.listdir(spool.p("attempts")) if n.startswith(prefix)]
+    if reruns:
+        return (f"it failed in an earlier run, and farm runs failures again "
+                f"({len(reruns)} time{'s' if len(reruns) > 1 else ''})")
+    app = task.header.get("app")
+    name = task.header.get("name")
+    if not app or not name:
+        return None
+    versions = {}
+    for app_id in fs.listdir(spool.p("apps")):
+        try:
+            head = spool.read_app(app_id)[0]
+        except (OSError, CorruptFile):
+            continue
+        if head.get("name") == name:
+            versions[app_id] = head.get("identity") or app_id
+    mine = versions.get(app)
+    others = {v for a, v in versions.items() if v != mine}
+    if not others:
+        return None
+    return (f"the spool has {len(others) + 1} versions of app {name}: this task's key is "
+            "new because the app's code, or a global or helper function it reads, differs "
+            "from an earlier run's (tasks of the other versions were not reused)")

@@ -87,3 +87,92 @@ def test_keys_do_not_depend_on_the_order_of_kwargs_or_set_items():
     assert a == b
     assert call_digest(IDENTITY, (1,), {}) != call_digest(IDENTITY, (1.0,), {})
     assert call_digest(IDENTITY, ([1],), {}) != call_digest(IDENTITY, ((1,),), {})
+
+
+# -- what an app's identity covers besides its source ----------------------------------------
+
+MODULE = '''
+import math
+from os.path import join
+
+SCALE = 10
+UNUSED = 1
+OFFSET = 5
+
+def helper(x):
+    return x * SCALE
+
+class Shape:
+    sides = 3
+
+def app(x, n=OFFSET):
+    return helper(x) + math.sqrt(n) + Shape.sides + len(join("a", "b"))
+
+def plain(x):
+    return x + 1
+'''
+
+
+def _load(tmp_path, name, text):
+    import importlib.util
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules[name] = mod  # (as a script's __main__ is: inspect finds classes through it)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_identity_covers_globals_helpers_classes_and_default_names(tmp_path):
+    base = _load(tmp_path, "wf0", MODULE)
+    ident = app_identity(base.app)
+    assert app_identity(base.plain).endswith(
+        ":" + __import__("hashlib").sha256(b"def plain(x):\n    return x + 1\n")
+        .hexdigest()[:16])  # (reads nothing: the source alone, as before)
+    edits = {
+        "a global it reads": ("SCALE = 10", "SCALE = 1000"),
+        "a helper's source": ("return x * SCALE", "return x * SCALE + 1"),
+        "a class it uses": ("sides = 3", "sides = 4"),
+        "a global in a default value": ("OFFSET = 5", "OFFSET = 6"),
+    }
+    for i, (what, (old, new)) in enumerate(edits.items()):
+        mod = _load(tmp_path, f"wf{i + 1}", MODULE.replace(old, new))
+        assert app_identity(mod.app).split(":")[1] != ident.split(":")[1], what
+    same = {
+        "a global it does not read": ("UNUSED = 1", "UNUSED = 2"),
+        "code above it moved": ("import math\n", "import math\n\n\n# a comment\n"),
+    }
+    for i, (what, (old, new)) in enumerate(same.items()):
+        mod = _load(tmp_path, f"same{i}", MODULE.replace(old, new))
+        assert app_identity(mod.app).split(":")[1] == ident.split(":")[1], what
+
+
+def test_the_identity_covers_closures_and_is_stable_for_sets(tmp_path):
+    def make(k):
+        def inner(x):
+            return x * k
+        return inner
+    assert app_identity(make(2)) != app_identity(make(3))
+    assert app_identity(make(2)) == app_identity(make(2))
+    # A global set of strings: its order varies with PYTHONHASHSEED, its key must not.
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import wfset; "
+            "from farm.dataflow.keys import app_identity; print(app_identity(wfset.app))")
+    (tmp_path / "wfset.py").write_text(
+        "NAMES = {'alpha', 'beta', 'gamma', 'delta'}\n\ndef app():\n    return sorted(NAMES)\n")
+    got = {subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=True, timeout=60,
+                          env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
+           for seed in ("1", "2", "3")}
+    assert len(got) == 1, got
+
+
+GOLDEN_READS = "wfg.app:"  # an app that reads a global: its identity, pinned below
+
+
+def test_the_identity_of_an_app_that_reads_a_global_never_changes(tmp_path):
+    mod = _load(tmp_path, "wfg", "SCALE = 10\n\ndef app(x):\n    return x * SCALE\n")
+    assert app_identity(mod.app) == GOLDEN_READS + "df942d5dbabf2337"

@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         for d in h.get("deps", []):
             dep = history.find(spool, d)
             print(f"  needs    {dep.label} ({dep.state})")
+    reason = history.why_it_ran(spool, t)
+    if reason:
+        print(f"  why      {reason}")
     print(f"  payload  {spool.task_path(t.key)}")
     if t.result is not None:
         print(f"  result   {spool.result_path(t.key)}")

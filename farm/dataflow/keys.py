@@ -1,15 +1,25 @@
 """Task keys: content hashes that name a task the same way in every run of a script.
 
-key = sha256(app identity (module, name, source), canonical arguments with futures replaced
-by their keys, ordinal among identical calls).  Re-running a script re-derives the same keys,
-which is what lets it find its earlier tasks in the spool (resume).
+key = sha256(app identity, canonical arguments with futures replaced by their keys, ordinal
+among identical calls).  Re-running a script re-derives the same keys, which is what lets it
+find its earlier tasks in the spool (resume).
+
+An app's identity covers its module and name, its source, and what it reads that is defined
+beside it: the values of the globals it names (SCALE = 10), the source of the functions and
+classes of its own module that it calls (and, in turn, what those read), its closures and
+its defaults.  Editing any of them gives the app's calls new keys, so a resumed run
+recomputes them.  Code imported from other modules (libraries, the user's packages) is
+covered by name only: a new version of numpy does not re-run a campaign.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import struct
+import textwrap
+import types
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -22,15 +32,98 @@ KEY_LEN = 32
 
 
 def app_identity(func: Callable[..., Any]) -> str:
-    """module.qualname plus a hash of the source (or bytecode, where there is no source):
-    editing an app gives its calls new keys, so a resumed run recomputes them."""
+    """module.qualname plus a hash of the source (or bytecode, where there is no source)
+    and of what the function reads beside it (see the module's docstring).  (An app that
+    reads nothing of its module keeps the identity of farm versions before globals were
+    covered: a hash of its source alone.)"""
+    h = hashlib.sha256(_source(func))
+    reads = _reads(func)
+    if reads:
+        h.update(b"\0reads\0" + reads)
+    return f"{func.__module__}.{func.__qualname__}:{h.hexdigest()[:16]}"
+
+
+def _source(obj: Any) -> bytes:
     try:
-        src = inspect.getsource(func).encode()
+        return inspect.getsource(obj).encode()
     except (OSError, TypeError):
-        code = getattr(func, "__code__", None)
-        src = code.co_code + repr(code.co_consts).encode() if code else repr(func).encode()
-    digest = hashlib.sha256(src).hexdigest()[:16]
-    return f"{func.__module__}.{func.__qualname__}:{digest}"
+        code = getattr(obj, "__code__", None)
+        return code.co_code + repr(code.co_consts).encode() if code else \
+            f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}".encode()
+
+
+def _reads(func: Callable[..., Any]) -> bytes:
+    """What func reads beside its own source, encoded: the empty string if nothing."""
+    out: list[bytes] = []
+    _function(func, getattr(func, "__module__", None), out, set())
+    return b"".join(out)
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global (and attribute) names code and its nested functions use."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _names(c)
+    return names
+
+
+def _function(func: Any, module: str | None, out: list[bytes], seen: set[int]) -> None:
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return
+    glob = getattr(func, "__globals__", None) or {}
+    # (attribute names that are no global are skipped; the names in default values are
+    # read when the def runs, so they are not in the code: see _default_names)
+    for name in sorted(_names(code) | _default_names(func)):
+        if name in glob:
+            _value(name, glob[name], module, out, seen)
+    cells = getattr(func, "__closure__", None) or ()
+    for name, cell in zip(code.co_freevars, cells, strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # (a cell not filled yet)
+            continue
+        _value(f"<closure {name}>", value, module, out, seen)
+
+
+def _default_names(func: Any) -> set[str]:
+    """The names in the expressions of func's default values (def f(x, n=N): {"N"});
+    the literals there are covered by the source."""
+    if not (getattr(func, "__defaults__", None) or getattr(func, "__kwdefaults__", None)):
+        return set()
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            exprs = [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            return {n.id for e in exprs for n in ast.walk(e) if isinstance(n, ast.Name)}
+    return set()
+
+
+def _value(name: str, value: Any, module: str | None, out: list[bytes],
+           seen: set[int]) -> None:
+    """One name a function reads: a value by its content, a function or class of the
+    app's module by its source (and a function, by what it reads in turn), anything from
+    another module not at all (a module, an imported function or class)."""
+    if isinstance(value, types.ModuleType):
+        return
+    if callable(getattr(value, "func", None)) and hasattr(value, "identity"):
+        value = value.func  # another app, called from this one (a join app)
+    if callable(value):  # (a function, a class, a builtin, a callable object)
+        if getattr(value, "__module__", None) != module:
+            return  # imported code: covered by name only (not at all)
+        if id(value) in seen:
+            out.append(name.encode() + b"@")
+            return
+        seen.add(id(value))
+        out.append(name.encode() + b"=code:" + hashlib.sha256(_source(value)).digest())
+        if isinstance(value, types.FunctionType):
+            _function(value, module, out, seen)
+        return
+    out.append(name.encode() + b"=" + hashlib.sha256(canonical(value)).digest())
 
 
 def _enc(obj: Any, out: list[bytes]) -> None:

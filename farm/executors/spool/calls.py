@@ -17,6 +17,7 @@ from typing import Any
 import cloudpickle
 
 from farm import serialize
+from farm.dataflow.keys import app_identity
 from farm.dataflow.task import TaskRecord
 from farm.errors import SerializationError, SpoolError
 from farm.spool import Spool, fs
@@ -89,8 +90,11 @@ class Apps:
                 raise SerializationError(f"app {getattr(func, '__name__', func)} cannot be "
                                          f"pickled: {type(e).__name__}: {e}") from e
             app_id = hashlib.sha256(blob).hexdigest()[:32]
+            # (identity: what its keys cover, so that farm show can tell a task that ran
+            # again because its app, or what the app reads, changed)
             self.spool.put_app(app_id, {"name": getattr(func, "__name__", "?"),
-                                        "python": sys.version.split()[0]}, blob)
+                                        "python": sys.version.split()[0],
+                                        "identity": app_identity(func)}, blob)
             self.ids[id(func)] = app_id
         return app_id
 
