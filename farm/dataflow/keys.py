@@ -110,8 +110,10 @@ def _value(name: str, value: Any, module: str | None, out: list[bytes],
     another module not at all (a module, an imported function or class)."""
     if isinstance(value, types.ModuleType):
         return
-    if callable(getattr(value, "func", None)) and hasattr(value, "identity"):
-        value = value.func  # another app, called from this one (a join app)
+    if hasattr(type(value), "identity") and callable(getattr(value, "func", None)):
+        # Another app, called from this one (a join app): its function.  (type(value): an
+        # App works its identity out lazily, and two apps may call each other.)
+        value = value.func
     if callable(value):  # (a function, a class, a builtin, a callable object)
         if getattr(value, "__module__", None) != module:
             return  # imported code: covered by name only (not at all)
