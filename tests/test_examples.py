@@ -113,7 +113,27 @@ def test_resume_demo(tmp_path):
         stop_pools(tmp_path / "resume_demo.farm")
 
 
-@pytest.mark.parametrize("name", ["hello.py", "map_sum.py", "pipeline.py", "resume_demo.py"])
+def test_tutorial_reruns_what_reads_an_edited_global(tmp_path):
+    """docs/tutorial.md's walk-through: a second run reuses everything; after LONG is
+    edited, the 4 count_long tasks and total run again and the 4 words tasks do not."""
+    first = run_example("tutorial.py", tmp_path)
+    assert "words of 6 letters or more: 14" in check_ok(first)
+    assert "9 tasks: 9 done, 0 failed in" in first.stderr
+    again = run_example("tutorial.py", tmp_path)
+    assert "9 tasks: 9 done, 0 failed, 9 reused from the spool in" in again.stderr
+    edited = tmp_path / "tutorial.py"
+    edited.write_text((EXAMPLES / "tutorial.py").read_text().replace("LONG = 6", "LONG = 8"))
+    env = dict(os.environ, FARM_SPOOL_ROOT=str(tmp_path))
+    third = subprocess.run([sys.executable, str(edited)], cwd=tmp_path, timeout=TIMEOUT,
+                           capture_output=True, text=True, env=env)
+    # (same spool: its name comes from the script's, and FARM_SPOOL_ROOT is the same)
+    assert "words of 8 letters or more:" in check_ok(third)
+    assert "9 tasks: 9 done, 0 failed, 4 reused from the spool in" in third.stderr, \
+        third.stderr
+
+
+@pytest.mark.parametrize("name", ["hello.py", "map_sum.py", "pipeline.py", "resume_demo.py",
+                                  "tutorial.py"])
 def test_example_has_run_instructions(name):
     doc = (EXAMPLES / name).read_text()
     assert f"python examples/{name}" in doc
