@@ -14,14 +14,16 @@ directory on a shared filesystem.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from typing import Any
 
 from farm.apps import bash_app, join_app, python_app
 from farm.config import Config
 from farm.data import AUTO_LOGNAME, File
 from farm.dataflow import AppFuture, DataFlowKernel, DataFuture
-from farm.errors import ConfigError
+from farm.errors import ConfigError, NoDataFlowKernelError
 from farm.version import __version__
 
 _dfk: DataFlowKernel | None = None
@@ -42,25 +44,33 @@ def load(config: Config | str | os.PathLike[str] | None = None) -> DataFlowKerne
     with _lock:
         if _dfk is not None:
             raise ConfigError("farm is already loaded; call farm.clear() before loading again")
-        _dfk = DataFlowKernel(config)
-        _dfk.on_exit = clear
-        return _dfk
+        kernel = _dfk = DataFlowKernel(config)
+        # Its cleanup (dfk().cleanup(), the end of a `with` block, clear()) unloads it.
+        kernel.on_exit = lambda: _forget(kernel)
+        return kernel
+
+
+def _forget(kernel: DataFlowKernel) -> None:
+    global _dfk
+    with _lock:
+        if _dfk is kernel:
+            _dfk = None
 
 
 def clear() -> None:
-    """Forget the loaded DataFlowKernel (after cleaning it up)."""
-    global _dfk
+    """Clean up the loaded DataFlowKernel and unload it (nothing if none is loaded)."""
     with _lock:
-        if _dfk is not None:
-            _dfk.cleanup()
-        _dfk = None
+        kernel = _dfk
+    if kernel is not None:
+        kernel.cleanup()  # (which unloads it)
+        _forget(kernel)
 
 
 def dfk() -> DataFlowKernel:
-    """The loaded DataFlowKernel."""
+    """The loaded DataFlowKernel; NoDataFlowKernelError (a ConfigError) if none is."""
     if _dfk is None:
-        raise ConfigError("no farm config is loaded: call farm.load() (or farm.load(config)) "
-                          "before calling apps")
+        raise NoDataFlowKernelError("no farm config is loaded: call farm.load() (or "
+                                    "farm.load(config)) before calling apps")
     return _dfk
 
 
@@ -77,6 +87,55 @@ def wait_for_current_tasks() -> None:
     dfk().wait_for_current_tasks()
 
 
+def _logger_name(name: str) -> str:
+    # (a ported script asks for Parsl's logger: farm's is the one that logs)
+    return "farm" + name[len("parsl"):] if name == "parsl" or name.startswith("parsl.") else name
+
+
+def set_stream_logger(name: str = "farm", level: int = logging.DEBUG,
+                      format_string: str | None = None, stream: Any = None) -> logging.Logger:
+    """Log farm's messages (logger `name`, "parsl" meaning "farm") at level to stream
+    (default stderr); returns the logger."""
+    logger = logging.getLogger(_logger_name(name))
+    logger.setLevel(level)
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(
+        format_string or "%(asctime)s %(name)s:%(lineno)d %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def set_file_logger(filename: str, name: str = "farm", level: int = logging.DEBUG,
+                    format_string: str | None = None) -> logging.Logger:
+    """Log farm's messages (logger `name`, "parsl" meaning "farm") at level to the file
+    filename (appended to; its directory is made); returns the logger."""
+    logger = logging.getLogger(_logger_name(name))
+    logger.setLevel(level)
+    if os.path.dirname(filename):
+        os.makedirs(os.path.dirname(filename), exist_ok=True)
+    handler = logging.FileHandler(filename)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(
+        format_string or "%(asctime)s.%(msecs)03d %(name)s:%(lineno)d %(processName)s(%(process)d) "
+        "%(threadName)s %(funcName)s %(levelname)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    return logger
+
+
+_EXECUTORS = ("HighThroughputExecutor", "SpoolExecutor", "ThreadPoolExecutor")
+
+
+def __getattr__(name: str) -> Any:
+    # farm.HighThroughputExecutor etc., as parsl.X has them (imported on first use: `import
+    # farm` stays light)
+    if name in _EXECUTORS:
+        import farm.executors
+        return getattr(farm.executors, name)
+    raise AttributeError(f"module 'farm' has no attribute {name!r}")
+
+
 __all__ = ["AUTO_LOGNAME", "AppFuture", "Config", "DataFlowKernel", "DataFuture", "File",
-           "bash_app", "clear", "dfk", "flush", "join_app", "load", "python_app",
-           "wait_for_current_tasks", "__version__"]
+           "NoDataFlowKernelError", "bash_app", "clear", "dfk", "flush", "join_app", "load",
+           "python_app", "set_file_logger", "set_stream_logger", "wait_for_current_tasks",
+           "__version__"]

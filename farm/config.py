@@ -12,8 +12,10 @@ from farm.errors import ConfigError
 
 # Parsl Config options that farm accepts (so ported scripts run) but has no use for.
 _IGNORED = {"strategy", "strategy_period", "max_idletime", "usage_tracking", "monitoring",
-            "checkpoint_mode", "checkpoint_files", "checkpoint_period", "initialize_logging",
-            "garbage_collect", "internal_tasks_max_threads", "exit_mode", "project_name"}
+            "initialize_logging", "garbage_collect", "internal_tasks_max_threads",
+            "project_name"}
+EXIT_MODES = ("cleanup", "skip", "wait")
+CHECKPOINT_MODES = (None, "task_exit", "periodic", "dfk_exit", "manual")
 
 
 class Config:
@@ -31,16 +33,38 @@ class Config:
         $FARM_SPOOL_ROOT if set, else the script's own directory).
     progress: the driver's progress line (on a terminal; else a line every 30 s) and its
         summary at the end.  Default: on, unless $FARM_PROGRESS is 0.
+
+    As in Parsl:
+    exit_mode: what the end of a ``with farm.load(config):`` block does: "cleanup" (the
+        default), "wait" (for the tasks submitted so far, unless the block raised, then
+        cleanup) or "skip" (nothing: farm stays loaded).
+    dependency_resolver: where futures are looked for in arguments (default: passed
+        directly or in inputs=[...]; DEEP_DEPENDENCY_RESOLVER from
+        farm.dataflow.dependency_resolvers: also inside lists, tuples, sets and dicts).
+    std_autopath: f(task_record, "stdout" or "stderr") -> the path of an AUTO_LOGNAME
+        stream (task_record has the task's id, func_name and kwargs).
+    memoizer: a BasicMemoizer (farm.dataflow.memoization): memoize= is app_cache=, and
+        the checkpoint options below.
+    checkpoint_files: spools (or paths inside them) whose results cache=True apps reuse,
+        e.g. farm.utils.get_last_checkpoint(); checkpoint_mode, checkpoint_period are
+        accepted: every result is in the spool the moment it exists (see docs/parsl.md).
     """
 
     def __init__(self, executors: list | None = None, retries: int = 0,
                  retry_handler: Callable[[BaseException, dict], float] | None = None,
                  app_cache: bool = True, run_dir: str | None = None, crash_retries: int = 2,
-                 progress: bool | None = None, **parsl_options: Any):
+                 progress: bool | None = None, exit_mode: str = "cleanup",
+                 dependency_resolver: Any = None,
+                 std_autopath: Callable[[dict, str], Any] | None = None,
+                 memoizer: Any = None, checkpoint_files: list[str] | None = None,
+                 checkpoint_mode: str | None = None, checkpoint_period: str | None = None,
+                 **parsl_options: Any):
         unknown = sorted(set(parsl_options) - _IGNORED)
         if unknown:
             known = ["executors", "retries", "retry_handler", "app_cache", "run_dir",
-                     "crash_retries", "progress"]
+                     "crash_retries", "progress", "exit_mode", "dependency_resolver",
+                     "std_autopath", "memoizer", "checkpoint_files", "checkpoint_mode",
+                     "checkpoint_period"]
             near = difflib.get_close_matches(unknown[0], known + sorted(_IGNORED), n=1)
             raise ConfigError(f"Config got unknown option{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)}"
@@ -60,6 +84,36 @@ class Config:
         for ex in self.executors:
             if isinstance(ex, SpoolExecutor) and ex.provider is None:
                 ex.provider = LocalProvider()
+        if exit_mode not in EXIT_MODES:
+            raise ConfigError(f"Config(exit_mode={exit_mode!r}): use one of "
+                              f"{', '.join(EXIT_MODES)}")
+        if dependency_resolver is not None and not (
+                callable(getattr(dependency_resolver, "traverse_to_gather", None))
+                and callable(getattr(dependency_resolver, "traverse_to_unwrap", None))):
+            raise ConfigError("Config(dependency_resolver=...) must be a DependencyResolver "
+                              "(farm.dataflow.dependency_resolvers), got "
+                              f"{type(dependency_resolver).__name__}")
+        if std_autopath is not None and not callable(std_autopath):
+            raise ConfigError("Config(std_autopath=...) must be a function (task_record, "
+                              f"stream) -> path, got {std_autopath!r}")
+        if memoizer is not None:
+            # (Parsl's newer spelling of the same options)
+            app_cache = app_cache and memoizer.memoize
+            checkpoint_files = memoizer.checkpoint_files or checkpoint_files
+            checkpoint_mode = memoizer.checkpoint_mode or checkpoint_mode
+            checkpoint_period = memoizer.checkpoint_period or checkpoint_period
+        if checkpoint_mode not in CHECKPOINT_MODES:
+            raise ConfigError(f"Config(checkpoint_mode={checkpoint_mode!r}): use one of "
+                              f"{', '.join(map(str, CHECKPOINT_MODES))}")
+        if isinstance(checkpoint_files, (str, os.PathLike)):
+            checkpoint_files = [os.fspath(checkpoint_files)]
+        self.exit_mode = exit_mode
+        self.dependency_resolver = dependency_resolver
+        self.std_autopath = std_autopath
+        self.memoizer = memoizer
+        self.checkpoint_files = [os.fspath(f) for f in checkpoint_files or ()]
+        self.checkpoint_mode = checkpoint_mode
+        self.checkpoint_period = checkpoint_period
         self.retries = retries
         self.crash_retries = crash_retries
         self.retry_handler = retry_handler

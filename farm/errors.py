@@ -24,6 +24,21 @@ class ConfigError(FarmError):
     """A configuration value or call argument is wrong; the message says which."""
 
 
+class NoDataFlowKernelError(ConfigError):
+    """An app was called (or farm.dfk() asked for) with nothing loaded: call farm.load()."""
+
+
+class Unsupported(ConfigError, ImportError):
+    """A Parsl name farm does not provide (a provider, an executor, a launcher, a module):
+    the message names what farm has instead.  Also an ImportError, as ``from parsl.providers
+    import PBSProProvider`` would be for a missing name."""
+
+
+def unsupported(kind: str, name: str, have: list[str], why: str = "") -> Unsupported:
+    """The error for a Parsl `kind` called `name` that farm lacks: it names those it has."""
+    return Unsupported(f"farm has no {kind} {name}{': ' + why if why else ''}; it supports "
+                       f"{', '.join(have)} (see docs/parsl.md)")
+
 
 class ProviderError(ConfigError):
     """A scheduler command failed; the message quotes what the scheduler said."""
@@ -90,16 +105,51 @@ class MissingInputs(AppException):
 
 
 class DependencyError(AppException):
-    """A task was not run because tasks it depends on failed."""
+    """A task was not run because tasks it depends on failed.
 
-    def __init__(self, failed: list[str], task: str = ""):
+    failed: the labels of the failed dependencies; dependent_exceptions_tids: (exception,
+    label) of each, as Parsl has it (the exception is None where the driver never saw it);
+    task_id: the label of the task not run.  The first failure that is not itself a
+    DependencyError is the ``__cause__``, so a traceback shows the root failure."""
+
+    what = "not run: dependencies failed"
+
+    def __init__(self, failed: list[str], task: str = "",
+                 dependent_exceptions_tids: list[tuple[BaseException | None, str]] | None = None):
         names = ", ".join(failed)
-        super().__init__(f"task {task} not run: dependencies failed: {names}")
+        super().__init__(f"task {task} {self.what}: {names}")
         self.failed = list(failed)
-        self.task = task
+        self.task = self.task_id = task
+        self.dependent_exceptions_tids = (list(dependent_exceptions_tids)
+                                          if dependent_exceptions_tids is not None
+                                          else [(None, f) for f in self.failed])
+        cause: BaseException | None = self
+        while isinstance(cause, DependencyError) and cause.dependent_exceptions_tids:
+            cause = cause.dependent_exceptions_tids[0][0]
+        if cause is not None and cause is not self:
+            self.__cause__ = cause
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.failed, self.task))
+
+
+class JoinError(DependencyError):
+    """A join app's inner tasks failed (a DependencyError, as farm raised before)."""
+
+    what = "(a join app) failed: the tasks it joins failed"
+
+
+class BadStdStreamFile(ConfigError, AppException):
+    """A bash or python app's stdout= or stderr= is not a path, a (path, mode) tuple or
+    AUTO_LOGNAME, or its mode cannot write."""
+
+
+class AppBadFormatting(AppException):
+    """A bash app's function raised while making its command line."""
+
+
+class BashAppNoReturn(AppException):
+    """A bash app's function returned no command line."""
 
 
 class WorkerLost(AppException):
@@ -189,3 +239,9 @@ def checked_options(cls: _C) -> _C:
 
     cls.__init__ = __init__  # type: ignore[misc]
     return cls
+
+
+# -- Parsl's names (parsl.errors) -------------------------------------------------------------
+
+ParslError = FarmError
+ConfigurationError = ConfigError

@@ -10,7 +10,7 @@ works on them as on any Future.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import (
@@ -199,7 +199,59 @@ class LightFuture(Future):
 
 
 
-class AppFuture(LightFuture):
+class Lifting:
+    """Future lifting, as Parsl has it: ``fut[key]`` and ``fut.attr`` are futures of the
+    item and the attribute of fut's result, made at once (no task: they resolve when fut
+    does).  Passed to an app, they are dependencies like any future.  (Names that start
+    with "_" are not lifted: Python's own protocols look those up.)"""
+
+    def __getitem__(self, key: Any) -> LiftedFuture:
+        return LiftedFuture(self, _item, key, f"[{key!r}]")  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> LiftedFuture:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return LiftedFuture(self, getattr, name, f".{name}")  # type: ignore[arg-type]
+
+
+def _item(value: Any, key: Any) -> Any:
+    return value[key]
+
+
+class LiftedFuture(Lifting, LightFuture):
+    """The future of an item or attribute of another future's result (see Lifting).  Its
+    tid is its parent's with the item or attribute added (``KEY[0]``, ``KEY.name``), so a
+    task it is passed to gets the same key in every run."""
+
+    def __init__(self, parent: Future, op: Callable[[Any, Any], Any], arg: Any, how: str):
+        LightFuture.__init__(self)
+        self.__dict__["parent"] = parent
+        self.__dict__["tid"] = f"{getattr(parent, 'tid', None) or _anon(parent)}{how}"
+        self.__dict__["_op"] = (op, arg)
+        parent.add_done_callback(self._parent_done)
+
+    def _parent_done(self, parent: Future) -> None:
+        exc = parent.exception()
+        if exc is not None:
+            self.set_exception(exc)
+            return
+        op, arg = self.__dict__["_op"]
+        try:
+            value = op(parent.result(), arg)
+        except Exception as e:
+            self.set_exception(e)
+        else:
+            self.set_result(value)
+
+    def __repr__(self) -> str:
+        return f"<LiftedFuture {self.__dict__['tid']} state={self._state.lower()}>"
+
+
+def _anon(fut: Future) -> str:
+    return f"{type(fut).__name__}@{id(fut):x}"
+
+
+class AppFuture(Lifting, LightFuture):
     """The future an app call returns at once.
 
     ``result(timeout)``, ``exception()``, ``done()`` and ``add_done_callback`` behave as for
@@ -233,6 +285,22 @@ class AppFuture(LightFuture):
     @property
     def outputs(self) -> list[DataFuture]:
         return self._outputs if isinstance(self._outputs, list) else []
+
+    def task_status(self) -> str:
+        """The task's state under Parsl's names: pending (waiting for dependencies),
+        launched (given to its executor, or for a join app running), exec_done, failed,
+        or dep_fail (not run: a dependency failed)."""
+        with _LOCK:
+            state, exc = self._state, self._exception
+        if state in _CANCELLED:
+            return "failed"
+        if state == FINISHED:
+            if exc is None:
+                return "exec_done"
+            from farm.errors import DependencyError, JoinError
+            return "dep_fail" if (isinstance(exc, DependencyError)
+                                  and not isinstance(exc, JoinError)) else "failed"
+        return "pending" if any(not f.done() for f in self.task.waits_on) else "launched"
 
     @property
     def stdout(self) -> str | None:
@@ -284,6 +352,24 @@ class DataFuture(LightFuture):
 
     def __repr__(self) -> Any:
         return f"<DataFuture {self.file_obj.filepath} of {self.parent.task.label}>"
+
+
+def describe(fut: Future) -> str:
+    """How a dependency is named in errors: its task's label, else its tid, else its repr."""
+    if isinstance(fut, AppFuture):
+        return fut.task.label
+    if isinstance(fut, DataFuture):
+        return fut.parent.task.label
+    return str(fut.__dict__.get("tid") or repr(fut))
+
+
+def failures(futures: Iterable[Future]) -> list[tuple[BaseException | None, str]]:
+    """(exception, name) of each of the futures that is done and failed."""
+    out: list[tuple[BaseException | None, str]] = []
+    for f in futures:
+        if f.done() and not f.cancelled() and f.exception() is not None:
+            out.append((f.exception(), describe(f)))
+    return out
 
 
 def when_all_done(futures: list[Future], then: Callable[[], None]) -> None:

@@ -23,18 +23,21 @@ from typing import TYPE_CHECKING, Any
 
 from farm.data import AUTO_LOGNAME, DepRef, File
 from farm.dataflow import progress
+from farm.dataflow.dependency_resolvers import SHALLOW_DEPENDENCY_RESOLVER, DependencyResolver
 from farm.dataflow.executor import Executor
-from farm.dataflow.futures import AppFuture, DataFuture, when_all_done
+from farm.dataflow.futures import AppFuture, DataFuture, failures, when_all_done
 from farm.dataflow.keys import call_digest, task_key
 from farm.dataflow.progress import Progress, Tally
 from farm.dataflow.task import TaskRecord
-from farm.errors import ConfigError, DependencyError
+from farm.errors import BadStdStreamFile, ConfigError, DependencyError, JoinError
 
 if TYPE_CHECKING:  # (both are above the kernel: they use it)
     from farm.apps import App
     from farm.config import Config
 
 SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
+# The modes a stdout=(path, mode) or stderr=(path, mode) may have: they write.
+STREAM_MODES = {"w", "a", "x", "w+", "a+", "x+"}
 _NO_KWARGS: dict = {}  # the kwargs of every call without any (shared: never mutated)
 
 
@@ -125,7 +128,13 @@ class DataFlowKernel:
         _Cwd.install()
         self._joins = _Threads(max_workers=4, thread_name_prefix="farm-join")
         self._closed = False
-        # Called after cleanup when a `with` block ends (farm.load sets it to farm.clear).
+        # Where futures are looked for in the arguments (dependency_resolvers.py): the
+        # default, shallow, is the kernel's own fast path; any other is asked as well.
+        self.resolver: DependencyResolver = (getattr(config, "dependency_resolver", None)
+                                             or SHALLOW_DEPENDENCY_RESOLVER)
+        self._deep = self.resolver is not SHALLOW_DEPENDENCY_RESOLVER
+        # Called once cleanup is done (farm.load sets it: the kernel is no longer loaded,
+        # so that farm.load() works again).
         self.on_exit: Callable[[], None] | None = None
         for ex in self.executors.values():
             ex.start(self)
@@ -139,10 +148,17 @@ class DataFlowKernel:
     def __enter__(self) -> DataFlowKernel:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """Config(exit_mode=): "cleanup" (the default) cleans up at once; "wait" waits for
+        the tasks submitted so far first, unless the block raised; "skip" does nothing
+        (the kernel stays loaded until farm.clear() or the interpreter's exit).  An
+        exception raised in the block goes on up in every mode."""
+        mode = getattr(self.config, "exit_mode", "cleanup")
+        if mode == "skip":
+            return
+        if mode == "wait" and exc_type is None:
+            self.wait_for_current_tasks()
         self.cleanup()
-        if self.on_exit is not None:
-            self.on_exit()  # (farm.load's: forget the loaded kernel)
 
     # -- submission ------------------------------------------------------------------------
 
@@ -169,7 +185,15 @@ class DataFlowKernel:
                 seen = int.from_bytes(digest[:8], "little")
                 key = task_key(digest, self._ordinals[seen])
                 self._ordinals[seen] += 1
-        task = self._make_task(app, ex, key, args, kwargs)
+        try:
+            task = self._make_task(app, ex, key, args, kwargs)
+        except BadStdStreamFile as e:  # (Parsl's way: the call's future fails with it)
+            task = TaskRecord(key=key, name=app.name, kind=app.kind, func=app.func, args=args,
+                              kwargs=kwargs, opts=_plain_opts(_Cwd.get()), outputs=(),
+                              executor=ex)
+            task.future = AppFuture(task)
+            task.future.set_exception(e)
+            return task.future
         task.tally = self.tally
         fut = task.future = AppFuture(task)
         with self._lock:
@@ -182,6 +206,11 @@ class DataFlowKernel:
                 live[:] = [r for r in live if (f := r()) is not None and not f.done()]
                 self._live_max = max(1024, 2 * len(live))
         pending = [f for f in task.waits_on if not (ex is not None and ex.native(f))]
+        if self._deep:
+            nested = self._nested(task)
+            if nested:
+                task.waits_on = [*task.waits_on, *nested]
+                pending += nested
         if not pending:
             self._launch(task)
         else:
@@ -227,12 +256,16 @@ class DataFlowKernel:
                 if spec is None:
                     continue
                 if spec is AUTO_LOGNAME and ex is not None:
-                    spec = (ex.log_path(key, name, stream), "w")
-                elif isinstance(spec, (str, os.PathLike)):
+                    spec = self._autopath(ex, key, name, args, kwargs, stream)
+                if isinstance(spec, (str, os.PathLike)):
                     spec = (os.fspath(spec), "a")
-                elif not (isinstance(spec, tuple) and len(spec) == 2):
-                    raise ConfigError(f"{app.kind} app {name}: {stream} must be a path, a "
-                                      f"(path, mode) tuple or AUTO_LOGNAME, got {spec!r}")
+                elif not (isinstance(spec, tuple) and len(spec) == 2
+                          and isinstance(spec[0], (str, os.PathLike))
+                          and isinstance(spec[1], str)
+                          and spec[1].replace("t", "") in STREAM_MODES):
+                    raise BadStdStreamFile(
+                        f"{app.kind} app {name}: {stream}={spec!r} is not a path, a (path, "
+                        "mode) tuple whose mode writes (w, a, x, w+, a+) or AUTO_LOGNAME")
                 opts[stream] = [os.path.abspath(os.fspath(spec[0])), spec[1]]
                 if stream in app.params:
                     kwargs[stream] = opts[stream][0]
@@ -247,16 +280,47 @@ class DataFlowKernel:
                           retries=self.config.retries, retry_handler=self.config.retry_handler,
                           waits_on=waits_on)
 
+    def _autopath(self, ex: Executor, key: str, name: str, args: tuple, kwargs: dict,
+                  stream: str) -> Any:
+        """Where an AUTO_LOGNAME stream goes: Config(std_autopath=f) decides if given (f gets
+        a record with the task's id, func_name, args and kwargs, as Parsl's has, and the stream's
+        name); else a file in the spool named for the app, the call's label= if it has one,
+        and the task."""
+        auto = getattr(self.config, "std_autopath", None)
+        if auto is not None:
+            return auto({"id": key, "func_name": name, "args": args, "kwargs": kwargs},
+                        stream)
+        label = kwargs.get("label")
+        logname = name if label is None else f"{name}_{label}"
+        return (ex.log_path(key, logname, stream), "w")
+
     @staticmethod
     def _waits_on(values: Iterable[Any]) -> list | tuple:
-        """The AppFutures among values (a DataFuture stands for its app's), each once."""
-        waits_on: list[AppFuture] = []
+        """The futures among values (a DataFuture stands for its app's), each once."""
+        waits_on: list[Future] = []
         for v in values:
             if isinstance(v, DataFuture):
                 v = v.parent
-            if isinstance(v, AppFuture) and v not in waits_on:
+            if isinstance(v, Future) and v not in waits_on:
                 waits_on.append(v)
         return waits_on or ()
+
+    def _nested(self, task: TaskRecord) -> list[Future]:
+        """The futures a resolver other than the default finds that the default did not
+        (inside containers): each once, awaited here before the task is launched."""
+        top = set(map(id, task.waits_on))
+        out: list[Future] = []
+        values = [*task.args, *task.kwargs.values(), *(task.kwargs.get("inputs") or ())]
+        for v in values:
+            if isinstance(v, Future):
+                continue  # (passed directly: the default's)
+            for f in self.resolver.traverse_to_gather(v):
+                if isinstance(f, DataFuture):
+                    f = f.parent
+                if id(f) not in top:
+                    top.add(id(f))
+                    out.append(f)
+        return out
 
     def _launch(self, task: TaskRecord) -> None:
         """All non-native deps are done: fail on a failed one, else wire and submit."""
@@ -265,14 +329,14 @@ class DataFlowKernel:
         native = task.kind != "join"
         # A failed dep fails this task here, even a native one: it may have failed in the
         # driver (e.g. unpicklable arguments) and then has no result in the spool.
-        failed = [d.task.label for d in task.waits_on if d.done() and d.exception() is not None]
-        if failed:
-            fut.set_exception(DependencyError(failed, task.label))
+        bad = failures(task.waits_on)
+        if bad:
+            fut.set_exception(DependencyError([n for _, n in bad], task.label, bad))
             return
 
         deps: list[str] = []
 
-        def wire(v: Any) -> Any:
+        def wire(v: Any, unwrap: bool = True) -> Any:
             if isinstance(v, DataFuture):
                 if native and ex.native(v.parent) and v.parent.key not in deps:
                     deps.append(v.parent.key)
@@ -283,11 +347,17 @@ class DataFlowKernel:
                         deps.append(v.key)
                     return DepRef(v.key)
                 return v.result()
+            if isinstance(v, Future):  # any other future: done by now (awaited)
+                return v.result()
+            if deep and unwrap:  # (futures inside containers: awaited, see _nested)
+                return self.resolver.traverse_to_unwrap(v)
             return v
 
+        deep = self._deep
         if task.waits_on:  # (else there is nothing to wire)
             task.args = tuple(wire(a) for a in task.args)
-            task.kwargs = {k: wire(v) for k, v in task.kwargs.items()}
+            # (inputs=[...] is not unwrapped whole: its items are wired one by one below)
+            task.kwargs = {k: wire(v, k != "inputs") for k, v in task.kwargs.items()}
         if isinstance(task.kwargs.get("inputs"), (list, tuple)):  # (the app gets a list)
             task.kwargs["inputs"] = [wire(v) for v in task.kwargs["inputs"]]
         if deps:
@@ -316,10 +386,9 @@ class DataFlowKernel:
             return
 
         def finish() -> None:
-            failed = [getattr(getattr(f, "task", None), "label", repr(f))
-                      for f in inner_list if f.exception() is not None]
-            if failed:
-                fut.set_exception(DependencyError(failed, task.label))
+            bad = failures(inner_list)
+            if bad:
+                fut.set_exception(JoinError([n for _, n in bad], task.label, bad))
             else:
                 values = [f.result() for f in inner_list]
                 fut.set_result(values if many else values[0])
@@ -354,6 +423,9 @@ class DataFlowKernel:
             ex.shutdown()
         if self.progress is not None:
             self.progress.report()
+        forget, self.on_exit = self.on_exit, None
+        if forget is not None:
+            forget()  # (farm.load's: this kernel is no longer the loaded one)
 
 
 def signature_info(func: Callable[..., Any]) -> tuple[set[str], dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any
 import cloudpickle
 
 from farm.data import File, _AutoLogname
+from farm.dataflow.futures import DataFuture
 
 KEY_LEN = 32
 
@@ -166,9 +167,10 @@ def _enc(obj: Any, out: list[bytes]) -> None:
         out.append(b"F" + obj.path.encode() + b";")
     elif isinstance(obj, _AutoLogname):
         out.append(b"A")
-    elif isinstance(obj, Future) and hasattr(obj, "tid"):
-        out.append(b"K" + str(obj.tid).encode() + b";")
-        if hasattr(obj, "file_obj"):
+    elif isinstance(obj, Future) and (hasattr(t, "tid") or "tid" in vars(obj)):
+        # (on the type or the instance: hasattr(obj) is true of any name an AppFuture lifts)
+        out.append(b"K" + str(obj.tid).encode() + b";")  # type: ignore[attr-defined]
+        if isinstance(obj, DataFuture):
             out.append(b"F" + obj.file_obj.path.encode() + b";")
     else:
         # Anything else: its pickle.  Stable for plain data and most value types; an object

@@ -160,9 +160,13 @@ class Blocks:
 
 def pool_command(spool: Paths, block: str, python: str, options: dict[str, Any]) -> str:
     """The command that starts one pool of a block: ``python -m farm pool SPOOL --block
-    BLOCK --option value ...`` (options whose value is None or empty are left out)."""
-    argv = [python, "-m", "farm", "pool", spool.path, "--block", block]
+    BLOCK --option value ...`` (options whose value is None or empty are left out; a true
+    "debug" is farm's -v: the pool logs at debug level)."""
+    verbose = ["-v"] if options.get("debug") else []
+    argv = [python, "-m", "farm", *verbose, "pool", spool.path, "--block", block]
     for flag, value in options.items():
+        if flag == "debug":
+            continue
         if value is not None and value != "":
             argv += [f"--{flag}", str(value)]
     return shlex.join(argv)

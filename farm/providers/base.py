@@ -3,6 +3,9 @@ block options every provider takes (init_blocks, min_blocks, max_blocks, nodes_p
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from farm.errors import ConfigError
 
 # The line a block script runs before the launcher (when inside a Slurm job): one squeue per
@@ -25,3 +28,12 @@ def check_blocks(who: str, nodes_per_block: int, init_blocks: int, min_blocks: i
         raise ConfigError(f"{who}: need 0 <= min_blocks <= init_blocks <= max_blocks, got "
                           f"min_blocks={min_blocks}, init_blocks={init_blocks}, "
                           f"max_blocks={max_blocks}")
+
+
+def warn_ignored(who: str, **options: Any) -> None:
+    """One warning naming the Parsl options given to a provider that farm has no use for
+    (those left at None are not named)."""
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:
+        warnings.warn(f"farm ignores these {who} options: {', '.join(given)} (see "
+                      "docs/parsl.md)", stacklevel=4)

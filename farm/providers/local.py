@@ -12,7 +12,7 @@ import yaml
 
 from farm.errors import checked_options
 from farm.launchers import Launcher, SingleNodeLauncher
-from farm.providers.base import END_EXPORT, check_blocks
+from farm.providers.base import END_EXPORT, check_blocks, warn_ignored
 from farm.spool import Spool
 
 
@@ -29,8 +29,12 @@ class LocalProvider:
 
     def __init__(self, nodes_per_block: int = 1, init_blocks: int = 1, min_blocks: int = 0,
                  max_blocks: int = 1, parallelism: float = 1.0, worker_init: str = "",
-                 launcher: Launcher | None = None, cmd_timeout: int = 30):
+                 launcher: Launcher | None = None, cmd_timeout: int = 30,
+                 channel: Any = None, move_files: bool | None = None):
         check_blocks("LocalProvider", nodes_per_block, init_blocks, min_blocks, max_blocks)
+        # (Parsl's: where commands run and whether files are copied there; a block is a
+        # local process group that reads the spool, so neither applies)
+        warn_ignored("LocalProvider", channel=channel, move_files=move_files)
         self.nodes_per_block = nodes_per_block
         self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
         self.parallelism = parallelism

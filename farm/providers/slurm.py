@@ -16,7 +16,7 @@ import yaml
 
 from farm.errors import ConfigError, ProviderError, checked_options
 from farm.launchers import Launcher, SrunLauncher
-from farm.providers.base import END_EXPORT, check_blocks
+from farm.providers.base import END_EXPORT, check_blocks, warn_ignored
 from farm.spool import Spool, fs
 from farm.spool.layout import Paths
 
@@ -36,11 +36,18 @@ class SlurmProvider:
                  walltime: str = "00:10:00", scheduler_options: str = "",
                  worker_init: str = "", launcher: Launcher | None = None,
                  cmd_timeout: int = 30, init_blocks: int = 1, min_blocks: int = 0,
-                 max_blocks: int = 1, parallelism: float = 1.0):
+                 max_blocks: int = 1, parallelism: float = 1.0, clusters: str | None = None,
+                 channel: Any = None, regex_job_id: str | None = None,
+                 move_files: bool | None = None):
         if not isinstance(walltime, str) or not _WALLTIME.fullmatch(walltime):
             raise ConfigError(f"SlurmProvider: walltime {walltime!r} is not a Slurm time; use "
                               "HH:MM:SS, D-HH:MM:SS or minutes, e.g. '01:30:00'")
         check_blocks("SlurmProvider", nodes_per_block, init_blocks, min_blocks, max_blocks)
+        if clusters:
+            raise ConfigError("SlurmProvider: clusters= (a federation of Slurm clusters) is "
+                              "not supported by farm; submit from the cluster itself")
+        warn_ignored("SlurmProvider", channel=channel, regex_job_id=regex_job_id,
+                     move_files=move_files)
         self.partition, self.account, self.qos, self.constraint = (partition, account, qos,
                                                                    constraint)
         self.nodes_per_block = nodes_per_block

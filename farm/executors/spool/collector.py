@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import cloudpickle
 
+from farm.dataflow.futures import AppFuture
 from farm.errors import (
     CorruptFile,
     DependencyError,
@@ -168,9 +169,25 @@ class Collector:
         if status == OK:
             return cloudpickle.loads(body), None
         if status == DEP_FAILED:
-            labels = [self._label(d) for d in header.get("failed_deps", [])]
-            return None, DependencyError(labels, self._label(key))
+            return None, self._dependency_error(key, header.get("failed_deps", []))
         return None, unpack_exception(body)
+
+    def _dependency_error(self, key: str, failed: list[str]) -> DependencyError:
+        """The error of a task a pool did not run because dependencies failed, with each
+        dependency's exception (Parsl's dependent_exceptions_tids): from its future, which
+        is resolved first if its notice has not been read yet."""
+        fut = self.pending.first(key)
+        deps = {d.key: d for d in (fut.task.waits_on if fut else ()) if isinstance(d, AppFuture)}
+        pairs: list[tuple[BaseException | None, str]] = []
+        for d in failed:
+            dep = deps.get(d)
+            if dep is not None and not dep.done() and d in self.pending:
+                self.resolve(d)
+            if dep is not None:
+                pairs.append((dep.exception() if dep.done() else None, dep.task.label))
+            else:
+                pairs.append((None, self._label(d)))
+        return DependencyError([label for _, label in pairs], self._label(key), pairs)
 
     def _settle(self, key: str, value: Any, exc: BaseException | None) -> None:
         for f in self.pending.take(key):

@@ -1,0 +1,1 @@
+"""Parsl's parsl.data_provider under farm: File (farm.data)."""

@@ -1,0 +1,21 @@
+"""Parsl's parsl.dataflow.errors under farm: the errors of the dataflow kernel."""
+
+from farm.errors import (
+    ConfigError as ConfigurationError,
+)
+from farm.errors import (
+    DependencyError,
+    FarmError,
+    JoinError,
+)
+
+DataFlowException = FarmError
+PropagatedException = DependencyError  # (JoinError is a DependencyError in farm)
+
+
+class BadCheckpoint(FarmError):
+    """A checkpoint (a spool) named in checkpoint_files cannot be read."""
+
+
+__all__ = ["BadCheckpoint", "ConfigurationError", "DataFlowException", "DependencyError",
+           "JoinError", "PropagatedException"]
