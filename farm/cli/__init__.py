@@ -11,6 +11,7 @@ from farm.cli import (
     cancel,
     listing,
     logs,
+    parsl,
     pool,
     report,
     retry,
@@ -26,7 +27,7 @@ from farm.errors import FarmError
 
 COMMANDS = {"run": run, "wait": wait, "site": site, "pool": pool, "status": status,
             "list": listing, "show": show, "logs": logs, "trace": trace, "cancel": cancel,
-            "retry": retry, "watch": watch, "report": report}
+            "retry": retry, "watch": watch, "report": report, "parsl": parsl}
 
 
 def main(argv: list[str] | None = None) -> int:
