@@ -114,6 +114,10 @@ class Config:
         self.checkpoint_files = [os.fspath(f) for f in checkpoint_files or ()]
         self.checkpoint_mode = checkpoint_mode
         self.checkpoint_period = checkpoint_period
+        self.memo_lookup = None  # (the kernel asks it for cached calls' results)
+        if self.checkpoint_files:
+            from farm.checkpoints import Checkpoints
+            self.memo_lookup = Checkpoints(self.checkpoint_files).lookup
         self.retries = retries
         self.crash_retries = crash_retries
         self.retry_handler = retry_handler

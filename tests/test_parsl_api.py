@@ -433,3 +433,97 @@ def test_stream_tuples_with_a_mode(loaded_threads, tmp_path):
     assert out.read_text() == "old\nnew\n"
     assert say("only", stdout=(out, "w")).result(T) == 0
     assert out.read_text() == "only\n"
+
+
+# -- 5. memoization and checkpoints --------------------------------------------------------------
+
+def counted(path):
+    """A cache=True app that counts its runs in the file at path."""
+    @python_app(cache=True, ignore_for_cache=["note"])
+    def square(x, note=""):
+        with open(path, "a") as f:
+            f.write("run\n")
+        return x * x
+
+    return square
+
+
+def runs(path) -> int:
+    return len(open(path).read().split()) if os.path.exists(path) else 0
+
+
+def test_cache_and_ignore_for_cache(loaded_threads, tmp_path):
+    square = counted(tmp_path / "runs")
+    a, b, c = square(3, note="a"), square(3, note="b"), square(4)
+    assert a is b and (a.result(T), c.result(T)) == (9, 16)
+    assert runs(tmp_path / "runs") == 2
+
+
+def test_memoize_false_turns_caching_off(tmp_path, monkeypatch):
+    from farm.dataflow.memoization import BasicMemoizer
+    monkeypatch.chdir(tmp_path)
+    farm.load(threads(memoizer=BasicMemoizer(memoize=False)))
+    square = counted(tmp_path / "runs")
+    assert square(3).result(T) == 9 and square(3).result(T) == 9
+    assert runs(tmp_path / "runs") == 2
+
+
+class Handle:
+    """A user type that cannot be pickled (it holds a lock)."""
+
+    def __init__(self, name):
+        import threading
+        self.name, self.lock = name, threading.Lock()
+
+
+def test_id_for_memo_registry_and_the_unmemoizable_error(loaded_threads):
+    from farm.dataflow.memoization import id_for_memo
+
+    @python_app(cache=True)
+    def named(h):
+        return h.name
+
+    with pytest.raises(ValueError, match="cannot memoize an argument of type "
+                                         "tests.test_parsl_api.Handle.*id_for_memo"):
+        named(Handle("x"))
+
+    @id_for_memo.register(Handle)
+    def _(h, output_ref=False):
+        return h.name.encode()
+
+    # (a singledispatch registry cannot drop a type: Handle stays registered, harmlessly)
+    one, same, other = named(Handle("x")), named(Handle("x")), named(Handle("y"))
+    assert one is same and one is not other
+    assert (one.result(T), other.result(T)) == ("x", "y")
+    assert id_for_memo(Handle("z")) == b"z" and isinstance(id_for_memo([1]), bytes)
+
+
+def test_a_checkpoint_is_an_earlier_spool(tmp_path, monkeypatch):
+    from farm.dataflow.memoization import BasicMemoizer
+    from farm.utils import get_all_checkpoints, get_last_checkpoint
+    monkeypatch.chdir(tmp_path)
+    counter = tmp_path / "runs"
+    square = counted(counter)
+    assert get_last_checkpoint(str(tmp_path / "runinfo")) == []
+    with farm.load(spool_config(tmp_path / "runinfo" / "first.farm")):
+        assert square(5).result(T) == 25
+        assert square(6).result(T) == 36
+    assert runs(counter) == 2
+    last = get_last_checkpoint(str(tmp_path / "runinfo"))
+    assert last == [str(tmp_path / "runinfo" / "first.farm")]
+    memo = BasicMemoizer(checkpoint_mode="task_exit", checkpoint_files=last)
+    with farm.load(spool_config(tmp_path / "runinfo" / "second.farm", memoizer=memo)):
+        again, new = square(5), square(7)
+        assert again.result(T) == 25 and again.task_status() == "memo_done"
+        assert new.result(T) == 49 and new.task_status() == "exec_done"
+    assert runs(counter) == 3  # 5 was not run again
+    assert get_all_checkpoints(str(tmp_path / "runinfo")) == [
+        str(tmp_path / "runinfo" / "first.farm"), str(tmp_path / "runinfo" / "second.farm")]
+
+
+def test_a_checkpoint_that_is_no_spool(tmp_path):
+    from farm.dataflow.errors import BadCheckpoint
+    with pytest.raises(BadCheckpoint, match="is not a farm spool"):
+        threads(checkpoint_files=[str(tmp_path / "runinfo" / "000" / "checkpoint")])
+    with pytest.raises(farm.errors.ConfigError, match="checkpoint_mode"):
+        threads(checkpoint_mode="sometimes")

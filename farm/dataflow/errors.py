@@ -13,7 +13,7 @@ DataFlowException = FarmError
 PropagatedException = DependencyError  # (JoinError is a DependencyError in farm)
 
 
-class BadCheckpoint(FarmError):
+class BadCheckpoint(ConfigurationError):
     """A checkpoint (a spool) named in checkpoint_files cannot be read."""
 
 

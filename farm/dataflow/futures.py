@@ -260,6 +260,8 @@ class AppFuture(Lifting, LightFuture):
     are the paths the command's streams go to.
     """
 
+    from_memo = False  # resolved from a checkpoint (an earlier spool) without running
+
     def __init__(self, task: TaskRecord):
         super().__init__()
         self.task = task
@@ -288,15 +290,16 @@ class AppFuture(Lifting, LightFuture):
 
     def task_status(self) -> str:
         """The task's state under Parsl's names: pending (waiting for dependencies),
-        launched (given to its executor, or for a join app running), exec_done, failed,
-        or dep_fail (not run: a dependency failed)."""
+        launched (given to its executor, or for a join app running), exec_done, memo_done
+        (its result came from a checkpoint), failed, or dep_fail (not run: a dependency
+        failed)."""
         with _LOCK:
             state, exc = self._state, self._exception
         if state in _CANCELLED:
             return "failed"
         if state == FINISHED:
             if exc is None:
-                return "exec_done"
+                return "memo_done" if self.from_memo else "exec_done"
             from farm.errors import DependencyError, JoinError
             return "dep_fail" if (isinstance(exc, DependencyError)
                                   and not isinstance(exc, JoinError)) else "failed"

@@ -133,6 +133,10 @@ class DataFlowKernel:
         self.resolver: DependencyResolver = (getattr(config, "dependency_resolver", None)
                                              or SHALLOW_DEPENDENCY_RESOLVER)
         self._deep = self.resolver is not SHALLOW_DEPENDENCY_RESOLVER
+        # key -> (value,) if an earlier spool named in Config(checkpoint_files=) has the
+        # result of a cached call (farm.checkpoints), else None.
+        self._memo: Callable[[str], tuple[Any] | None] | None = getattr(
+            config, "memo_lookup", None)
         # Called once cleanup is done (farm.load sets it: the kernel is no longer loaded,
         # so that farm.load() works again).
         self.on_exit: Callable[[], None] | None = None
@@ -174,8 +178,8 @@ class DataFlowKernel:
             kwargs = _NO_KWARGS
         hashed = ({k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
                   if app.ignore_for_cache else kwargs)
-        digest = call_digest(app.identity, args, hashed)
         cache = app.cache and self.config.app_cache
+        digest = call_digest(app.identity, args, hashed, strict=cache)
         with self._lock:
             if cache:
                 key = task_key(digest, 0)
@@ -196,6 +200,7 @@ class DataFlowKernel:
             return task.future
         task.tally = self.tally
         fut = task.future = AppFuture(task)
+        memo = self._memo(key) if cache and self._memo is not None else None
         with self._lock:
             self.tally.submitted += 1
             if cache:
@@ -205,6 +210,10 @@ class DataFlowKernel:
             if len(live) >= self._live_max:
                 live[:] = [r for r in live if (f := r()) is not None and not f.done()]
                 self._live_max = max(1024, 2 * len(live))
+        if memo is not None:  # (a checkpoint had its result: Config(checkpoint_files=))
+            fut.from_memo = True
+            fut.set_result(memo[0])
+            return fut
         pending = [f for f in task.waits_on if not (ex is not None and ex.native(f))]
         if self._deep:
             nested = self._nested(task)

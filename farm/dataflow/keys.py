@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import struct
 import textwrap
+import threading
 import types
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,6 +28,7 @@ from typing import Any
 import cloudpickle
 
 from farm.data import File, _AutoLogname
+from farm.dataflow import memoization
 from farm.dataflow.futures import DataFuture
 
 KEY_LEN = 32
@@ -172,15 +174,30 @@ def _enc(obj: Any, out: list[bytes]) -> None:
         out.append(b"K" + str(obj.tid).encode() + b";")  # type: ignore[attr-defined]
         if isinstance(obj, DataFuture):
             out.append(b"F" + obj.file_obj.path.encode() + b";")
+    elif memoization.registered(t):
+        # A user type registered with id_for_memo (Parsl's way): keyed by what it returns.
+        out.append(b"M" + hashlib.sha256(canonical(memoization.id_for_memo(obj))).digest())
     else:
         # Anything else: its pickle.  Stable for plain data and most value types; an object
         # whose pickle varies from run to run gets a new key each run (it is re-run).
         try:
             out.append(b"P" + hashlib.sha256(cloudpickle.dumps(obj)).digest())
         except Exception:
+            if _strict.on:  # (a cache=True call: its key must stand for its arguments)
+                raise ValueError(
+                    f"cannot memoize an argument of type {t.__module__}.{t.__qualname__}: "
+                    "it cannot be pickled; register it with farm.dataflow.memoization."
+                    "id_for_memo, or leave it out of the key (ignore_for_cache)") from None
             # Unpicklable: an in-process executor can still run it; a spool executor
             # reports it when it pickles the task.
             out.append(b"U" + f"{t.__module__}.{t.__qualname__}".encode() + b";")
+
+
+class _Strict(threading.local):
+    on = False
+
+
+_strict = _Strict()
 
 
 def canonical(obj: Any) -> bytes:
@@ -189,10 +206,18 @@ def canonical(obj: Any) -> bytes:
     return b"".join(out)
 
 
-def call_digest(identity: str, args: tuple, kwargs: dict) -> bytes:
-    """What identical calls share; the key adds the ordinal among them."""
+def call_digest(identity: str, args: tuple, kwargs: dict, strict: bool = False) -> bytes:
+    """What identical calls share; the key adds the ordinal among them.  strict (a cached
+    call): an argument that can be neither encoded nor pickled is a ValueError."""
     h = hashlib.sha256(identity.encode())
-    h.update(canonical((args, kwargs)))
+    if strict:
+        _strict.on = True
+        try:
+            h.update(canonical((args, kwargs)))
+        finally:
+            _strict.on = False
+    else:
+        h.update(canonical((args, kwargs)))
     return h.digest()
 
 

@@ -15,6 +15,7 @@ What this module adds is Parsl's interface to that:
 
 from __future__ import annotations
 
+import pickle
 from functools import singledispatch
 from typing import Any
 
@@ -29,9 +30,30 @@ def id_for_memo(obj: Any, output_ref: bool = False) -> Any:
                      "farm.dataflow.memoization.id_for_memo.register")
 
 
+@id_for_memo.register(str)
+@id_for_memo.register(int)
+@id_for_memo.register(float)
+@id_for_memo.register(bool)
+@id_for_memo.register(bytes)
+@id_for_memo.register(type(None))
+@id_for_memo.register(list)
+@id_for_memo.register(tuple)
+@id_for_memo.register(dict)
+@id_for_memo.register(set)
+@id_for_memo.register(frozenset)
+def _builtin(obj: Any, output_ref: bool = False) -> bytes:
+    # (what farm's keys encode themselves: for callers of id_for_memo, their pickle)
+    return pickle.dumps(obj)
+
+
+_BASE = id_for_memo.dispatch(object)
+
+
 def registered(t: type) -> bool:
-    """Has a function been registered for t (or a base class of it)?"""
-    return id_for_memo.dispatch(t) is not id_for_memo.dispatch(object)
+    """Has a user registered a function for t (or a base class of it)?  (Not the built-in
+    types' own: a subclass of dict is keyed as before, by its pickle.)"""
+    impl = id_for_memo.dispatch(t)
+    return impl is not _BASE and impl is not _builtin
 
 
 class BasicMemoizer:
