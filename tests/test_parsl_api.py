@@ -50,6 +50,8 @@ PATHS = {
                        "MpiExecLauncher"],
     "farm.addresses": ["address_by_interface", "address_by_hostname"],
     "farm.channels": ["LocalChannel"],
+    "farm.utils": ["get_all_checkpoints", "get_last_checkpoint"],
+    "farm.concurrent": ["FarmPoolExecutor", "ParslPoolExecutor"],
     "farm": ["python_app", "bash_app", "join_app", "load", "clear", "dfk", "AUTO_LOGNAME",
              "File", "set_stream_logger", "set_file_logger", "wait_for_current_tasks",
              "HighThroughputExecutor", "ThreadPoolExecutor"],
@@ -527,3 +529,32 @@ def test_a_checkpoint_that_is_no_spool(tmp_path):
         threads(checkpoint_files=[str(tmp_path / "runinfo" / "000" / "checkpoint")])
     with pytest.raises(farm.errors.ConfigError, match="checkpoint_mode"):
         threads(checkpoint_mode="sometimes")
+
+
+# -- 8. FarmPoolExecutor -------------------------------------------------------------------------
+
+def test_farm_pool_executor_over_the_spool(tmp_path, monkeypatch):
+    from farm.concurrent import FarmPoolExecutor, ParslPoolExecutor
+    monkeypatch.chdir(tmp_path)
+    assert ParslPoolExecutor is FarmPoolExecutor
+    with FarmPoolExecutor(spool_config(tmp_path / "spool")) as pool:
+        assert isinstance(pool, cf.Executor)
+        assert pool.submit(pow, 2, 10).result(T) == 1024
+        assert list(pool.map(lambda x: x * x, range(6), timeout=T)) == [0, 1, 4, 9, 16, 25]
+        f = pool.submit(divmod, 7, 2)
+        assert pool.submit(sum, f).result(T) == 4  # a future passed in: a dependency
+        assert pool.get_app(pow) is pool.get_app(pow)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(pow, 1, 1)
+    with pytest.raises(farm.errors.NoDataFlowKernelError):
+        farm.dfk()  # (the pool's kernel was its own: nothing was loaded)
+
+
+def test_farm_pool_executor_on_a_loaded_kernel(loaded_threads):
+    from farm.concurrent import FarmPoolExecutor
+    pool = FarmPoolExecutor(dfk=farm.dfk())
+    assert sorted(pool.map(abs, [-2, 1, -3])) == [1, 2, 3]
+    pool.shutdown()
+    assert add(1, 2).result(T) == 3  # the loaded kernel goes on
+    with pytest.raises(farm.errors.ConfigError, match="one of them"):
+        FarmPoolExecutor()
