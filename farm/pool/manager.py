@@ -27,7 +27,7 @@ from types import FrameType
 from farm import resources
 from farm.errors import ConfigError, FarmError, SpoolError
 from farm.pool.limits import Limits
-from farm.pool.shared import RING, WARM_IDLE, Board
+from farm.pool.shared import COLD_BEAT, COLD_LEASE_BEATS, COLD_RARE, RING, WARM_IDLE, Board
 from farm.pool.worker import Worker
 from farm.spool import FIRST, PoolWatch, Spool, fs, sign
 
@@ -78,6 +78,12 @@ class Pool:
         self.beats = 0
         self.counter = 0
         self.last_beat = time.monotonic()  # when our heartbeat was last written
+        # Cold (idle for WARM_IDLE), the pool beats every cold_beat s and advertises a
+        # lease of COLD_LEASE_BEATS of them; `advertised` is the lease of its last beat.
+        self.cold_beat = max(COLD_BEAT, heartbeat)
+        self.cold_lease = max(self.lease, COLD_LEASE_BEATS * self.cold_beat)
+        self.advertised = self.lease
+        self.deaf_until = 0.0  # the doorbell is not listened to until then
         self.stopping = ""
         self.watch = PoolWatch(self.spool, me=self.id)
         self.sweep_period = sweep
@@ -113,23 +119,37 @@ class Pool:
     def _tick(self) -> None:
         now = time.monotonic()
         cold = self.board.idle_for() > WARM_IDLE
-        self.board.cold.value = cold
+        if cold != self.board.cold.value:
+            # Beat at once: the heartbeat advertises the lease that goes with the new
+            # period, before a cold pool's beats grow apart (observers must not declare it
+            # dead meanwhile) and as soon as a warm one holds tasks again.
+            self.board.cold.value = cold
+            self.next_beat = now
         if now >= self.next_beat:
             self.beats += 1
-            self.next_beat = now + (min(3 * self.heartbeat_period, self.lease / 4) if cold
-                                    else self.heartbeat_period)
+            self.next_beat = now + (self.cold_beat if cold else self.heartbeat_period)
             # An observer declares a pool dead only after its heartbeat stood still for a
             # lease; after a shorter gap between our own beats none can have, and the
             # check (a listing of pools/) is skipped.
-            if now - self.last_beat > self.lease / 2 and self.spool.is_fenced(self.id):
+            if now - self.last_beat > self.advertised / 2 and self.spool.is_fenced(self.id):
                 self.stopping = "an observer declared this pool dead (it was silent)"
                 return
+            self.advertised = self.cold_lease if cold else self.lease
             self._beat("running")
-            token = self.spool.shutdown_token()
-            if token is not None and token != self.token:
-                self.stopping = "the spool asked pools to shut down"
-            elif not self.board.busy() and not (cold and self.beats % 2):
+            # Cold, the doorbell brings a shutdown request to us (below); control/ and the
+            # other pools are looked at every COLD_RARE beats only.
+            rare = not cold or self.beats % COLD_RARE == 0
+            if rare:
+                self._check_shutdown(now)
+            if rare and not self.stopping and not self.board.busy():
                 self._observe(now)
+        elif self.board.doorbell.value and now > self.deaf_until:
+            # Worker 0 saw the doorbell: a request, perhaps.  If not (the doorbell of a
+            # request older than this pool, which it ignores), don't look again for a
+            # minute: the heartbeats' own looks at control/ still find a new request.
+            self._check_shutdown(now)
+            if not self.stopping:
+                self.deaf_until = now + 60.0
         self._reap()
         if self.board.idle_for() > self.idle_timeout:
             self.stopping = f"idle for {self.idle_timeout} s"
@@ -137,6 +157,12 @@ class Pool:
             self.stopping = "its block ends soon: unfinished tasks go back to the queue"
         elif self.limits.draining() and not self.board.busy():
             self.stopping = "its block ends soon: it takes no more work"
+
+    def _check_shutdown(self, now: float) -> None:
+        self.board.doorbell.value = False
+        token = self.spool.shutdown_token()
+        if token is not None and token != self.token:
+            self.stopping = "the spool asked pools to shut down"
 
     def _observe(self, now: float) -> None:
         """An idle pool helps: it watches the RING pools after it (in id order: each pool
@@ -222,7 +248,8 @@ class Pool:
             "pool": self.id, "host": self.host, "pid": os.getpid(), "block": self.block,
             "workers": self.nworkers, "busy": self.board.busy(), "counter": self.counter,
             "state": state, "started": self.started, "idle_timeout": self.idle_timeout,
-            "heartbeat": self.heartbeat_period, "lease": self.lease, "lost": self.lost,
+            "heartbeat": self.cold_beat if self.board.cold.value else self.heartbeat_period,
+            "lease": self.advertised, "lost": self.lost,
             "reason": self.stopping or None, "ops": ops, "ops_manager": dict(fs.OPS),
             "block_end": self.limits.end,
             "draining": self.limits.draining(),

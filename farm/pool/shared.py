@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import os
 import time
 from multiprocessing.context import BaseContext
 
@@ -17,13 +18,20 @@ OPKEYS = ("create", "rename", "link", "unlink", "stat", "listdir", "open", "mkdi
 # A worker's polling interval grows from 1 ms to 50 ms while the pool has been idle for less
 # than WARM_IDLE seconds (work tends to come in bursts), then to 1 s.
 IDLE_POLL = (0.001, 0.05, 1.0)
-WARM_IDLE = 30.0
+WARM_IDLE = float(os.environ.get("FARM_WARM_IDLE") or 30.0)  # (tests shorten it)
 IO_BACKOFF = 2.0  # seconds a worker waits after the spool's filesystem failed it
 # A pool idle for WARM_IDLE is cold: only its worker 0 looks at ready/ (every COLD_POLL s;
 # the others wait on memory shared with the manager, without filesystem calls), it beats
-# less often, and it watches only its RING successors among the pools (in id order), every
-# other beat.  An idle pool then costs under 2 filesystem operations per second.
-COLD_POLL = 2.0
+# every COLD_BEAT s (advertising a lease of COLD_LEASE_BEATS of them, so that observers
+# wait for that long), and it looks at control/ for a shutdown request, and at its RING
+# successors among the pools (in id order) for death, every COLD_RARE beats only: a
+# shutdown request rings a doorbell in ready/, which worker 0 sees.  On a metadata server,
+# an idle pool then costs about one request per second (benchmarks/slowfs.py, the idle
+# row); a task that comes to a cold pool waits up to COLD_POLL s.
+COLD_POLL = 15.0
+COLD_BEAT = 60.0
+COLD_LEASE_BEATS = 3
+COLD_RARE = 2
 RING = 2
 
 
@@ -60,6 +68,9 @@ class Board:
         ctx = ctx or mp.get_context("fork")
         self.workers = [ctx.RawValue(WorkerState) for _ in range(nworkers)]
         self.cold = ctx.RawValue(ctypes.c_bool, False)  # set by the manager
+        # Set by worker 0 when it sees the shutdown doorbell in ready/; the manager then
+        # looks at control/ (and clears it).
+        self.doorbell = ctx.RawValue(ctypes.c_bool, False)
 
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.busy)

@@ -128,7 +128,10 @@ class Worker(BundleRunner):
         mine: list[str] = []
         others: list[str] = []
         n = self.nworkers
-        for name in self.spool.ready_names():
+        names, rung = self.spool.ready_listing()
+        if rung:
+            self.board.doorbell.value = True
+        for name in names:
             if self.too_long and split_name(name)[0] in self.too_long:
                 continue
             (mine if int(name.lstrip("B")[:4], 16) % n == self.index else others).append(name)

@@ -42,6 +42,9 @@ def shard(key: str) -> str:
 _ENTRY = re.compile(r"([0-9a-f]{32}|B[0-9a-f]{20}-[0-9]+)(@[0-9]+)?")
 
 
+DOORBELL = "shutdown"  # a name in ready/ that is no entry: see Paths.doorbell_path
+
+
 def is_entry(name: str) -> bool:
     """Is name a task entry (KEY, KEY@N, or a bundle BID-N)?  Anything else in a state
     directory (an NFS .nfsXXXX file, a stray copy) is ignored."""
@@ -132,6 +135,11 @@ class Paths:
 
     def shutdown_path(self) -> str:
         return self.p("control", "shutdown")
+
+    def doorbell_path(self) -> str:
+        """ready/shutdown: rung with a shutdown request, so that a cold pool, which lists
+        ready/ more often than control/, hears of it (no task entry has that name)."""
+        return self.p("ready", DOORBELL)
 
 
 _L = TypeVar("_L", bound="Layout")

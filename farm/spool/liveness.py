@@ -124,10 +124,16 @@ class Liveness(Recovery):
         return fs.read(self.shutdown_path())
 
     def request_shutdown(self, on: bool = True) -> None:
+        """Ask the spool's pools to stop (on), or withdraw the request.  The token in
+        control/ is the request; the doorbell in ready/ only makes cold pools look at it
+        sooner, so a crash between the two steps loses nothing (the pools find the token
+        at their next heartbeat, and a stale doorbell costs one listing of control/)."""
         path = self.shutdown_path()
         if on:
             self.replace(path, os.urandom(8).hex().encode())
+            self.replace(self.doorbell_path(), b"")
         else:
+            fs.unlink(self.doorbell_path())
             fs.unlink(path)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from farm.errors import CorruptFile
 from farm.spool import fs, records
 from farm.spool.layout import (
+    DOORBELL,
     SHARDS,
     _link_into,
     _read_head,
@@ -171,6 +172,11 @@ class Tasks(Results):
 
     def ready_names(self) -> list[str]:
         return [n for n in fs.listdir(self.p("ready")) if is_entry(n)]
+
+    def ready_listing(self) -> tuple[list[str], bool]:
+        """The entries of ready/, and whether the shutdown doorbell is rung (one listing)."""
+        names = fs.listdir(self.p("ready"))
+        return [n for n in names if is_entry(n)], DOORBELL in names
 
     def ready_tasks(self, names: list[str] | None = None) -> int:
         """Tasks in ready/ (a bundle counts as its size)."""
