@@ -11,13 +11,20 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+# The URL schemes the driver can stage in (download before the task is ready): compute
+# nodes have no network, so a task never fetches anything itself.
+STAGED_SCHEMES = ("http", "https", "ftp")
+
 
 class File(os.PathLike):
     """A file an app reads (``inputs=[...]``) or writes (``outputs=[...]``).
 
-    Path-like: ``open(f)``, ``os.path.exists(f)`` and ``str(f)`` all use its local path.
-    Only local paths (and ``file://`` URLs) are supported: on a cluster they must be on a
-    filesystem the compute nodes share.
+    Path-like: ``open(f)``, ``os.path.exists(f)`` and ``str(f)`` all use its filepath: its
+    local_path if set, else its path (a local file).  Made from a path or a URL, parsed as
+    Parsl does into scheme (file if none), netloc, path and filename.  Local files (and
+    ``file://`` URLs) must be on a filesystem the compute nodes share; an http, https or
+    ftp input is downloaded by the driver into the spool before its task is ready, and
+    the app sees it there (its local_path).  Other schemes are an error at call time.
     """
 
     def __init__(self, url: str | os.PathLike[str]):
@@ -27,33 +34,70 @@ class File(os.PathLike):
         parsed = urlparse(url)
         self.url = url
         self.scheme = parsed.scheme if parsed.scheme and len(parsed.scheme) > 1 else "file"
-        if self.scheme != "file":
-            raise ValueError(f"File({url!r}): only local files are supported (scheme file)")
-        self.path = parsed.path if parsed.scheme == "file" else url
+        # (a plain path is kept as it is: urlparse would cut it at a '#' or a ';')
+        self.path = parsed.path if parsed.scheme and self.scheme == parsed.scheme else url
         self.netloc = parsed.netloc
+        self.filename = os.path.basename(self.path)
+        self.local_path: str | None = None
 
     @property
     def filepath(self) -> str:
-        return self.path
+        """Where the file is on this side: local_path if set, the path of a local file;
+        a ValueError for a URL not staged yet."""
+        if self.local_path is not None:
+            return self.local_path
+        if self.scheme == "file":
+            return self.path
+        raise ValueError(f"no local_path set for {self!r}: it is staged in only when passed "
+                         "to an app in inputs=[...]")
 
-    @property
-    def filename(self) -> str:
-        return os.path.basename(self.path)
+    def cleancopy(self) -> File:
+        """The File as made from its URL, without a local_path."""
+        return File(self.url)
 
     def __fspath__(self) -> str:
-        return self.path
+        return self.filepath
 
     def __str__(self) -> str:
-        return self.path
+        return self.filepath
 
     def __repr__(self) -> str:
-        return f"File({self.path!r})"
+        text = (f"{self.__class__} at 0x{id(self):x} url={self.url} scheme={self.scheme} "
+                f"netloc={self.netloc} path={self.path} filename={self.filename}")
+        if self.local_path is not None:
+            text += f" local_path={self.local_path}"
+        return f"<{text}>"
+
+    def _ident(self) -> str:
+        return self.path if self.scheme == "file" else self.url
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, File) and other.path == self.path
+        return isinstance(other, File) and other._ident() == self._ident()
 
     def __hash__(self) -> int:
-        return hash(("File", self.path))
+        return hash(("File", self._ident()))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # (Files pickled by an older farm lack the newer attributes)
+        self.__dict__.update(state)
+        self.__dict__.setdefault("filename", os.path.basename(self.__dict__.get("path", "")))
+        self.__dict__.setdefault("local_path", None)
+
+
+def fetch_url(url: str, path: str, timeout: float = 60.0) -> None:
+    """Download url to path: into a file of its own beside path, renamed into place when
+    whole (so path, if it exists, is a complete download)."""
+    import shutil
+    import urllib.request
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.part.{os.getpid()}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class _AutoLogname:

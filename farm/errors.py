@@ -152,6 +152,10 @@ class BashAppNoReturn(AppException):
     """A bash app's function returned no command line."""
 
 
+class StagingError(AppException):
+    """The driver could not download an input URL (after retrying)."""
+
+
 class WorkerLost(AppException):
     """The worker (or pool) running the task died before publishing a result."""
 

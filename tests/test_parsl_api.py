@@ -558,3 +558,127 @@ def test_farm_pool_executor_on_a_loaded_kernel(loaded_threads):
     assert add(1, 2).result(T) == 3  # the loaded kernel goes on
     with pytest.raises(farm.errors.ConfigError, match="one of them"):
         FarmPoolExecutor()
+
+
+# -- 6. Files and staging ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, scheme, netloc, path, filename", [
+    ("data/in.txt", "file", "", "data/in.txt", "in.txt"),
+    ("file:///scratch/p/in.txt", "file", "", "/scratch/p/in.txt", "in.txt"),
+    ("https://example.org/d/x.csv?v=2", "https", "example.org", "/d/x.csv", "x.csv"),
+    ("http://h:8080/a.txt", "http", "h:8080", "/a.txt", "a.txt"),
+    ("ftp://ftp.example.org/pub/f.gz", "ftp", "ftp.example.org", "/pub/f.gz", "f.gz"),
+    ("globus://ddb59aef-6d04/home/jd/input.txt", "globus", "ddb59aef-6d04", "/home/jd/input.txt",
+     "input.txt"),
+])
+def test_file_parses_urls_as_parsl_does(url, scheme, netloc, path, filename):
+    from farm.data_provider.files import File
+    f = File(url)
+    assert (f.url, f.scheme, f.netloc, f.path, f.filename) == (url, scheme, netloc, path,
+                                                               filename)
+    assert f.local_path is None
+    assert repr(f) == (f"<{File} at 0x{id(f):x} url={url} scheme={scheme} netloc={netloc} "
+                       f"path={path} filename={filename}>")
+    if scheme == "file":
+        assert f.filepath == path == str(f) == os.fspath(f)
+    else:
+        with pytest.raises(ValueError, match="no local_path"):
+            _ = f.filepath
+        f.local_path = "/tmp/here"
+        assert f.filepath == "/tmp/here" and "local_path=/tmp/here" in repr(f)
+        assert f.cleancopy().local_path is None
+
+
+class Server:
+    """An HTTP server on loopback in a thread: serves BODY[path]; counts requests by path;
+    FAIL[path] requests fail with 500 first."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.body: dict[str, bytes] = {}
+        self.fail: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                if server.fail.get(self.path, 0) > 0:
+                    server.fail[self.path] -= 1
+                    self.send_error(500)
+                    return
+                if self.path not in server.body:
+                    self.send_error(404)
+                    return
+                data = server.body[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@python_app
+def count_lines(inputs=()):
+    with open(inputs[0]) as f:
+        return inputs[0].filepath, len(f.read().splitlines())
+
+
+def test_http_inputs_are_staged_by_the_driver_once_per_url(tmp_path, monkeypatch, server):
+    from farm.dataflow import kernel
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(kernel, "STAGE_PAUSE", 0.01)  # (retry pause: short for the test)
+    server.body["/data/lines.txt"] = b"a\nb\nc\n"
+    server.fail["/data/lines.txt"] = 1  # the first try fails: retried
+    url = server.url + "/data/lines.txt"
+    spool = tmp_path / "spool"
+    with farm.load(spool_config(spool)) as dfk:
+        a = count_lines(inputs=[farm.File(url)])
+        b = count_lines(inputs=[farm.File(url)])
+        (path_a, n_a), (path_b, n_b) = a.result(T), b.result(T)
+        assert n_a == n_b == 3 and path_a == path_b
+        assert path_a.startswith(str(spool / "staged")) and path_a.endswith("/lines.txt")
+        assert dfk.tally.submitted == 3  # two calls and one stage_in task
+    assert server.hits["/data/lines.txt"] == 2  # one failure, one download: once per URL
+    with farm.load(spool_config(spool)):  # the next run on the spool: downloaded already
+        c = count_lines(inputs=[farm.File(url)], walltime=60)
+        assert c.result(T)[1] == 3
+    assert server.hits["/data/lines.txt"] == 2
+
+
+def test_a_url_that_cannot_be_fetched_fails_its_dependents(loaded_threads, monkeypatch,
+                                                           server):
+    from farm.dataflow import kernel
+    monkeypatch.setattr(kernel, "STAGE_PAUSE", 0.01)
+    f = count_lines(inputs=[farm.File(server.url + "/missing.txt")])
+    with pytest.raises(farm.errors.DependencyError, match="stage_in") as info:
+        f.result(T)
+    assert isinstance(info.value.__cause__, farm.errors.StagingError)
+    assert "404" in str(info.value.__cause__)
+    assert server.hits["/missing.txt"] == kernel.STAGE_ATTEMPTS
+
+
+def test_schemes_farm_cannot_stage_are_an_error_at_call_time(loaded_threads):
+    with pytest.raises(farm.errors.ConfigError, match="cannot stage globus://"):
+        count_lines(inputs=[farm.File("globus://ep1/data/in.txt")])
+    with pytest.raises(farm.errors.ConfigError, match="outputs to files"):
+        count_lines(inputs=[], outputs=[farm.File("https://example.org/out.txt")])

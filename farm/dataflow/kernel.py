@@ -9,6 +9,7 @@ executor) is awaited here and passed in as a value.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import inspect
 import os
 import sys
@@ -21,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
 from typing import TYPE_CHECKING, Any
 
-from farm.data import AUTO_LOGNAME, DepRef, File
+from farm.data import AUTO_LOGNAME, STAGED_SCHEMES, DepRef, File, fetch_url
 from farm.dataflow import progress
 from farm.dataflow.dependency_resolvers import SHALLOW_DEPENDENCY_RESOLVER, DependencyResolver
 from farm.dataflow.executor import Executor
@@ -29,7 +30,13 @@ from farm.dataflow.futures import AppFuture, DataFuture, failures, when_all_done
 from farm.dataflow.keys import call_digest, task_key
 from farm.dataflow.progress import Progress, Tally
 from farm.dataflow.task import TaskRecord
-from farm.errors import BadStdStreamFile, ConfigError, DependencyError, JoinError
+from farm.errors import (
+    BadStdStreamFile,
+    ConfigError,
+    DependencyError,
+    JoinError,
+    StagingError,
+)
 
 if TYPE_CHECKING:  # (both are above the kernel: they use it)
     from farm.apps import App
@@ -38,6 +45,8 @@ if TYPE_CHECKING:  # (both are above the kernel: they use it)
 SPECIAL = ("stdout", "stderr", "walltime", "inputs", "outputs")
 # The modes a stdout=(path, mode) or stderr=(path, mode) may have: they write.
 STREAM_MODES = {"w", "a", "x", "w+", "a+", "x+"}
+STAGE_ATTEMPTS = 3  # tries to download an input URL
+STAGE_PAUSE = 1.0  # seconds before the second try (twice that before the third)
 _NO_KWARGS: dict = {}  # the kwargs of every call without any (shared: never mutated)
 
 
@@ -133,6 +142,7 @@ class DataFlowKernel:
         self.resolver: DependencyResolver = (getattr(config, "dependency_resolver", None)
                                              or SHALLOW_DEPENDENCY_RESOLVER)
         self._deep = self.resolver is not SHALLOW_DEPENDENCY_RESOLVER
+        self._stages: dict[str, AppFuture] = {}  # URL -> the future of its download
         # key -> (value,) if an earlier spool named in Config(checkpoint_files=) has the
         # result of a cached call (farm.checkpoints), else None.
         self._memo: Callable[[str], tuple[Any] | None] | None = getattr(
@@ -256,8 +266,20 @@ class DataFlowKernel:
         outputs = [o if isinstance(o, File) else File(o) for o in kwargs.get("outputs") or []]
         if "outputs" in kwargs:
             kwargs["outputs"] = outputs
+        for o in outputs:
+            if o.scheme != "file":
+                raise ConfigError(f"app {app.name}: outputs=[{o.url!r}]: farm writes outputs to "
+                                  "files on the shared filesystem only (no staging out); give "
+                                  "a path, and copy the file where it must go afterwards")
         opts["outputs"] = [o.path for o in outputs]
-        opts["inputs"] = [i.path for i in kwargs.get("inputs") or [] if isinstance(i, File)]
+        staging: list[AppFuture] = []
+        if kwargs.get("inputs") and any(isinstance(i, File) and i.scheme != "file"
+                                        for i in kwargs["inputs"]):
+            kwargs["inputs"] = [self._stage(app, ex, i, staging)
+                                if isinstance(i, File) and i.scheme != "file" else i
+                                for i in kwargs["inputs"]]
+        opts["inputs"] = [i.local_path or i.path for i in kwargs.get("inputs") or []
+                          if isinstance(i, File)]
         name = app.name
         if app.kind in ("bash", "python"):  # (python apps too, as in Parsl)
             for stream in ("stdout", "stderr"):
@@ -283,11 +305,65 @@ class DataFlowKernel:
         if walltime is None and not outputs and not opts["inputs"] and len(opts) == 3:
             opts = _plain_opts(cwd)  # (no stdout, no stderr either)
         waits_on = self._waits_on(
-            list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []))
+            list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []) + staging)
         return TaskRecord(key=key, name=name, kind=app.kind, func=app.func, args=args,
                           kwargs=kwargs, opts=opts, outputs=outputs, executor=ex,
                           retries=self.config.retries, retry_handler=self.config.retry_handler,
                           waits_on=waits_on)
+
+    # -- staging in ------------------------------------------------------------------------
+
+    def _stage(self, app: App, ex: Executor | None, f: File, staging: list[AppFuture]) -> File:
+        """An input File with a URL: a copy whose local_path is where the driver downloads
+        it, once per URL (a task of its own, stage_in, whose future is added to staging);
+        the app's task waits for it.  A scheme farm cannot fetch is an error now."""
+        if f.scheme not in STAGED_SCHEMES:
+            raise ConfigError(f"app {app.name}: inputs=[File({f.url!r})]: farm cannot stage "
+                              f"{f.scheme}:// files (it downloads {', '.join(STAGED_SCHEMES)} "
+                              "in the driver; compute nodes have no network): copy the file "
+                              "to the shared filesystem and pass its path")
+        digest = hashlib.sha256(f.url.encode()).hexdigest()
+        stage_dir = getattr(ex, "stage_dir", None)
+        root = (stage_dir() if stage_dir is not None
+                else os.path.join(os.path.abspath(self.config.run_dir or "."), "farm-staged"))
+        path = os.path.join(root, digest[:16], f.filename or "download")
+        with self._lock:
+            fut = self._stages.get(f.url)
+            if fut is None:
+                task = TaskRecord(key=digest[:32], name="stage_in", kind="python",
+                                  func=fetch_url, args=(f.url, path), kwargs=_NO_KWARGS,
+                                  opts=_plain_opts(_Cwd.get()), outputs=(), executor=None)
+                task.tally = self.tally
+                fut = self._stages[f.url] = task.future = AppFuture(task)
+                self.tally.submitted += 1
+                self._joins.submit(self._run_stage, task)
+        staging.append(fut)
+        copy = File(f.url)
+        copy.local_path = path
+        return copy
+
+    def _run_stage(self, task: TaskRecord) -> None:
+        """Download a URL (task.args) to its path, unless an earlier run did (the path
+        exists only once whole); STAGE_ATTEMPTS tries, a second apart, then it fails."""
+        url, path = task.args
+        last: BaseException | None = None
+        for attempt in range(STAGE_ATTEMPTS):
+            if os.path.exists(path):
+                task.future.set_result(path)
+                return
+            try:
+                fetch_url(url, path)
+            except Exception as e:
+                last = e
+                if attempt + 1 < STAGE_ATTEMPTS and not self._closed:
+                    time.sleep(STAGE_PAUSE * (attempt + 1))
+                continue
+        if os.path.exists(path):
+            task.future.set_result(path)
+        else:
+            task.future.set_exception(StagingError(
+                f"could not download {url} ({STAGE_ATTEMPTS} attempts): "
+                f"{type(last).__name__}: {last}"))
 
     def _autopath(self, ex: Executor, key: str, name: str, args: tuple, kwargs: dict,
                   stream: str) -> Any:

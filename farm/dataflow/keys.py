@@ -166,7 +166,8 @@ def _enc(obj: Any, out: list[bytes]) -> None:
             parts.append(b"".join(xb))
         out.append(b"S(" + b"".join(sorted(parts)) + b")")
     elif isinstance(obj, File):
-        out.append(b"F" + obj.path.encode() + b";")
+        # (a local file by its path; a URL by all of it: two hosts may serve one path)
+        out.append(b"F" + (obj.path if obj.scheme == "file" else obj.url).encode() + b";")
     elif isinstance(obj, _AutoLogname):
         out.append(b"A")
     elif isinstance(obj, Future) and (hasattr(t, "tid") or "tid" in vars(obj)):

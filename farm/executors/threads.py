@@ -39,6 +39,10 @@ class ThreadPoolExecutor:
     def native(self, fut: Future[Any]) -> bool:
         return False  # the kernel resolves every dependency before a task reaches us
 
+    def stage_dir(self) -> str:
+        """Where the driver downloads input URLs."""
+        return os.path.join(self.run_dir, "farm-staged")
+
     def log_path(self, key: str, name: str, stream: str) -> str:
         return os.path.join(self.run_dir, "farm-out", key[:2], f"{name}-{key}.{stream}")
 

@@ -225,6 +225,11 @@ class SpoolExecutor:
     def native(self, fut: Future[Any]) -> bool:
         return isinstance(fut, AppFuture) and fut.task.executor is self
 
+    def stage_dir(self) -> str:
+        """Where the driver downloads input URLs (staged/ in the spool: the pools see it,
+        and a re-run finds what was downloaded)."""
+        return os.path.join(self._running().spool.path, "staged")
+
     def log_path(self, key: str, name: str, stream: str) -> str:
         return self._running().spool.out_path(key, name, stream)
 
