@@ -10,9 +10,9 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from farm.dataflow import keys
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.kernel import signature_info
-from farm.dataflow.keys import app_identity
 from farm.errors import ConfigError
 
 
@@ -35,6 +35,7 @@ class App:
         self.executors = executors if executors == "all" else list(executors)
         self.ignore_for_cache = set(ignore_for_cache or ())
         self._identity: str | None = None
+        self._source = keys.source(func)  # (now: the script may be gone by the first call)
         self.params, self.defaults = signature_info(func)
         functools.update_wrapper(self, func)
 
@@ -43,7 +44,7 @@ class App:
         """What the app's keys cover (farm.dataflow.keys): worked out at its first call,
         not here, so that the globals and helpers defined below the app count too."""
         if self._identity is None:
-            self._identity = app_identity(self.func)
+            self._identity = keys.app_identity(self.func, self._source)
         return self._identity
 
     def __call__(self, *args: Any, **kwargs: Any) -> AppFuture:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import os
 import struct
 import textwrap
 import threading
@@ -34,20 +35,27 @@ from farm.dataflow.futures import DataFuture
 KEY_LEN = 32
 
 
-def app_identity(func: Callable[..., Any]) -> str:
+def app_identity(func: Callable[..., Any], src: bytes | None = None) -> str:
     """module.qualname plus a hash of the source (or bytecode, where there is no source)
     and of what the function reads beside it (see the module's docstring).  (An app that
     reads nothing of its module keeps the identity of farm versions before globals were
-    covered: a hash of its source alone.)"""
-    h = hashlib.sha256(_source(func))
+    covered: a hash of its source alone.)  src: the function's source, if the caller read it
+    already (an App reads it when it is made: the script may be gone by its first call)."""
+    h = hashlib.sha256(source(func) if src is None else src)
     reads = _reads(func)
     if reads:
         h.update(b"\0reads\0" + reads)
     return f"{func.__module__}.{func.__qualname__}:{h.hexdigest()[:16]}"
 
 
-def _source(obj: Any) -> bytes:
+def source(obj: Any) -> bytes:
+    """What an app's identity hashes of obj's code: its source, else its bytecode."""
     try:
+        # (Only from a file that is there: inspect would drop a vanished file's lines from
+        # linecache, and the app's pickle ships them for remote tracebacks: serialize.py.)
+        path = inspect.getsourcefile(obj)
+        if path is None or not os.path.exists(path):
+            raise OSError(f"no source file for {obj!r}")
         return inspect.getsource(obj).encode()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
@@ -96,8 +104,8 @@ def _default_names(func: Any) -> set[str]:
     if not (getattr(func, "__defaults__", None) or getattr(func, "__kwdefaults__", None)):
         return set()
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-    except (OSError, TypeError, SyntaxError):
+        tree = ast.parse(textwrap.dedent(source(func).decode()))
+    except (UnicodeDecodeError, SyntaxError):
         return set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
@@ -124,7 +132,7 @@ def _value(name: str, value: Any, module: str | None, out: list[bytes],
             out.append(name.encode() + b"@")
             return
         seen.add(id(value))
-        out.append(name.encode() + b"=code:" + hashlib.sha256(_source(value)).digest())
+        out.append(name.encode() + b"=code:" + hashlib.sha256(source(value)).digest())
         if isinstance(value, types.FunctionType):
             _function(value, module, out, seen)
         return
