@@ -105,13 +105,21 @@ _ALIAS = ParslAlias()
 
 
 def install() -> None:
-    """Serve ``import parsl...`` from farm in this process (idempotent)."""
+    """Serve ``import parsl...`` from farm in this process (idempotent), with Parsl's
+    defaults where farm's differ: a SlurmProvider given no launcher runs one pool on its
+    block's first node (SingleNodeLauncher), not one per node."""
+    from farm.launchers import SingleNodeLauncher
+    from farm.providers import slurm
+    slurm.default_launcher = SingleNodeLauncher
     if _ALIAS not in sys.meta_path:
         sys.meta_path.insert(0, _ALIAS)
 
 
 def uninstall() -> None:
     """Undo install(), and forget the Parsl names already imported."""
+    from farm.launchers import SrunLauncher
+    from farm.providers import slurm
+    slurm.default_launcher = SrunLauncher
     if _ALIAS in sys.meta_path:
         sys.meta_path.remove(_ALIAS)
     for name in [n for n in sys.modules if n == "parsl" or n.startswith("parsl.")]:

@@ -314,6 +314,8 @@ def test_arguments_exit_status_and_the_aliases(tmp_path):
 
 def test_the_alias_in_this_process():
     from farm import parsl as alias
+    from farm.launchers import SingleNodeLauncher, SrunLauncher
+    from farm.providers import SlurmProvider
     alias.install()
     try:
         import parsl  # type: ignore[import-not-found]
@@ -321,8 +323,11 @@ def test_the_alias_in_this_process():
 
         import farm
         assert parsl is farm and python_app is farm.python_app
+        # Parsl's default launcher for Slurm blocks: all workers on the first node
+        assert type(SlurmProvider().launcher) is SingleNodeLauncher
     finally:
         alias.uninstall()
     assert "parsl" not in sys.modules
+    assert type(SlurmProvider().launcher) is SrunLauncher
     with pytest.raises(ImportError):
         import parsl  # type: ignore[import-not-found]  # noqa: F401

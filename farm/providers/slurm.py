@@ -22,6 +22,10 @@ from farm.spool.layout import Paths
 
 _WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}:\d{2}|\d+")
 SCANCEL_CHUNK = 100  # job ids per scancel call
+# The launcher of a SlurmProvider given none: SrunLauncher, one pool on each node.  `farm
+# parsl` sets Parsl's default, SingleNodeLauncher (one pool, on the block's first node), so
+# that an unchanged Parsl program places its workers as it would under Parsl.
+default_launcher: type[Launcher] = SrunLauncher
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "RESIZING", "REQUEUED", "SUSPENDED"}
 
 
@@ -56,7 +60,7 @@ class SlurmProvider:
         self.walltime = walltime
         self.scheduler_options = scheduler_options
         self.worker_init = worker_init
-        self.launcher = launcher or SrunLauncher()
+        self.launcher = launcher or default_launcher()
         self.cmd_timeout = cmd_timeout
         self.init_blocks, self.min_blocks, self.max_blocks = init_blocks, min_blocks, max_blocks
         self.parallelism = parallelism
