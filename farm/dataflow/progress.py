@@ -67,7 +67,7 @@ class Progress:
                  stream: IO[str] | None = None):
         self.tally = tally
         self.counts = counts
-        self.stream = stream or sys.stderr
+        self._stream = stream  # (None: sys.stderr as it is when we write, not as it was)
         self.tty = _isatty(self.stream)
         self.stop = threading.Event()
         # (when, finished so far): the last minute's samples, for the rate
@@ -76,6 +76,10 @@ class Progress:
         self.live: Any = None  # a rich Live, while the line is shown
         self.shown = False  # whether any progress was ever shown
         self.summarize = True  # print the summary at the end (farm run prints its own)
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._stream or sys.stderr
 
     def start(self) -> None:
         self.thread.start()
@@ -155,7 +159,10 @@ class Progress:
         self.end()
         text = self.summary() if self.summarize else None
         if text:
-            print(text, file=self.stream, flush=True)
+            try:
+                print(text, file=self.stream, flush=True)
+            except (OSError, ValueError):  # (stderr closed: the summary is not worth dying for)
+                pass
 
     def summary(self) -> str | None:
         t = self.tally
