@@ -145,6 +145,19 @@ def test_parsl_provider_and_launcher_options_are_accepted():
     assert "--bind-to" not in MpiExecLauncher()("farm pool", 1, 1)
 
 
+def test_thread_pool_executor_takes_parsls_options(tmp_path):
+    with pytest.warns(UserWarning, match="ThreadPoolExecutor options: working_dir"):
+        ex = ThreadPoolExecutor(label="local", max_threads=3, thread_name_prefix="mine",
+                                working_dir=str(tmp_path))
+    with farm.load(farm.Config(executors=[ex], run_dir=str(tmp_path))):
+        @python_app
+        def where():
+            import threading
+            return threading.current_thread().name
+
+        assert where().result(T).startswith("mine")
+
+
 def test_addresses_never_fail():
     from farm import addresses
     assert addresses.address_by_interface("bond0.144")

@@ -501,16 +501,20 @@ class DataFlowKernel:
             return
         self._closed = True
         atexit.unregister(self.cleanup)
-        self._joins.shutdown(wait=False)
-        if self.progress is not None:
-            self.progress.end()  # (the line goes before the executors' last words)
-        for ex in self.executors.values():
-            ex.shutdown()
-        if self.progress is not None:
-            self.progress.report()
-        forget, self.on_exit = self.on_exit, None
-        if forget is not None:
-            forget()  # (farm.load's: this kernel is no longer the loaded one)
+        try:
+            self._joins.shutdown(wait=False)
+            if self.progress is not None:
+                self.progress.end()  # (the line goes before the executors' last words)
+            for ex in self.executors.values():
+                ex.shutdown()
+            if self.progress is not None:
+                self.progress.report()
+        finally:
+            # (farm.load's: this kernel is no longer the loaded one, even if its cleanup
+            # failed: it cannot be used again, and a new one can be loaded)
+            forget, self.on_exit = self.on_exit, None
+            if forget is not None:
+                forget()
 
 
 def signature_info(func: Callable[..., Any]) -> tuple[set[str], dict[str, Any]]:

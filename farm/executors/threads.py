@@ -18,9 +18,20 @@ from farm.errors import ConfigError
 
 
 class ThreadPoolExecutor:
-    def __init__(self, label: str = "threads", max_threads: int = 2):
+    def __init__(self, label: str = "threads", max_threads: int | None = 2,
+                 thread_name_prefix: str = "", storage_access: Any = None,
+                 working_dir: str | None = None):
+        # (Parsl's storage_access and working_dir: for staging files, which farm's driver
+        # does itself)
+        if storage_access is not None or working_dir is not None:
+            import warnings
+            given = [n for n, v in (("storage_access", storage_access),
+                                    ("working_dir", working_dir)) if v is not None]
+            warnings.warn(f"farm ignores these ThreadPoolExecutor options: {', '.join(given)}",
+                          stacklevel=2)
         self.label = label
-        self.max_threads = max_threads
+        self.max_threads = max_threads or os.cpu_count() or 2
+        self.thread_name_prefix = thread_name_prefix or f"farm-{label}"
         # Both set by start(): the kernel's run_dir (AUTO_LOGNAME streams go below it),
         # and the threads (a new pool at each start: shutdown ends the old one).
         self.run_dir = ""
@@ -34,7 +45,7 @@ class ThreadPoolExecutor:
     def start(self, dfk: Any) -> None:
         self.run_dir = os.path.abspath(dfk.config.run_dir or ".")
         self.threads = concurrent.futures.ThreadPoolExecutor(
-            self.max_threads, thread_name_prefix=f"farm-{self.label}")
+            self.max_threads, thread_name_prefix=self.thread_name_prefix)
 
     def native(self, fut: Future[Any]) -> bool:
         return False  # the kernel resolves every dependency before a task reaches us
