@@ -29,6 +29,10 @@ from farm.version import __version__
 _dfk: DataFlowKernel | None = None
 _lock = threading.Lock()
 
+if os.environ.get("FARM_PARSL_ALIAS") == "1":  # (a pool of a program run by `farm parsl`)
+    from farm import parsl as _parsl
+    _parsl.install()
+
 
 def load(config: Config | str | os.PathLike[str] | None = None) -> DataFlowKernel:
     """Start farm with config: a Config, or the path of a site file (YAML, see farm.site);

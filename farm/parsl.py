@@ -102,6 +102,9 @@ class ParslAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 _ALIAS = ParslAlias()
+# Set by run() for the pools the program starts (they inherit the environment): `import
+# farm` installs the alias there too, for apps that import parsl themselves.
+ENV = "FARM_PARSL_ALIAS"
 
 
 def install() -> None:
@@ -133,6 +136,7 @@ def run(script: str, args: list[str]) -> int:
         print(f"farm parsl: {script}: no such file", file=sys.stderr)
         return 2
     install()
+    os.environ[ENV] = "1"
     path = os.path.abspath(script)
     saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
     sys.argv = [script, *args]

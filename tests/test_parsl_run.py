@@ -293,6 +293,28 @@ def test_what_farm_lacks_is_one_clear_error(tmp_path, code, expect):
     assert expect in r.stderr.splitlines()[-1], r.stderr
 
 
+def test_apps_that_import_parsl_themselves_run_in_the_pools(tmp_path):
+    (tmp_path / "s.py").write_text(textwrap.dedent('''
+        import parsl
+        from parsl.config import Config
+        from parsl.executors import HighThroughputExecutor
+
+        @parsl.python_app
+        def inside():
+            import os
+            import parsl
+            from parsl.app.errors import BashExitFailure
+            return parsl.__name__, BashExitFailure.__module__, os.getpid()
+
+        with parsl.load(Config(executors=[HighThroughputExecutor(max_workers_per_node=1)])):
+            name, module, pid = inside().result()
+        print(name, module, pid != os.getpid())
+    ''').replace("@parsl", "import os\n@parsl", 1))
+    r = run([sys.executable, "-m", "farm", "parsl", "s.py"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["farm", "farm.errors", "True"]
+
+
 def test_arguments_exit_status_and_the_aliases(tmp_path):
     (tmp_path / "s.py").write_text(textwrap.dedent('''
         import os, sys
