@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import socket
 
+from farm.dataflow.futures import lift_attributes
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
+
 
 def address_by_hostname() -> str:
     """This machine's host name."""

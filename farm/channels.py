@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm.dataflow.futures import lift_attributes
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
+
 
 class LocalChannel:
     def __init__(self, userhome: str = ".", envs: dict | None = None,

@@ -21,7 +21,10 @@ from typing import Any
 from farm.apps import App
 from farm.config import Config
 from farm.dataflow import AppFuture, DataFlowKernel
+from farm.dataflow.futures import lift_attributes
 from farm.errors import ConfigError
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
 
 
 class FarmPoolExecutor(concurrent.futures.Executor):

@@ -110,10 +110,12 @@ ENV = "FARM_PARSL_ALIAS"
 def install() -> None:
     """Serve ``import parsl...`` from farm in this process (idempotent), with Parsl's
     defaults where farm's differ: a SlurmProvider given no launcher runs one pool on its
-    block's first node (SingleNodeLauncher), not one per node."""
+    block's first node (SingleNodeLauncher), not one per node; ``fut.attr`` lifting is on."""
+    from farm.dataflow.futures import lift_attributes
     from farm.launchers import SingleNodeLauncher
     from farm.providers import slurm
     slurm.default_launcher = SingleNodeLauncher
+    lift_attributes()
     if _ALIAS not in sys.meta_path:
         sys.meta_path.insert(0, _ALIAS)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 
 from farm.checkpoints import all_spools
+from farm.dataflow.futures import lift_attributes
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
 
 
 def _default_rundir() -> str:

@@ -187,6 +187,8 @@ def fail(msg):
 
 
 def test_future_lifting_items_and_attributes(loaded_threads):
+    from farm.dataflow.futures import lift_attributes
+    lift_attributes()  # (on for Parsl programs: test_parsl_run checks when)
     f = pair(1, 2)
     assert f["a"].result(T) == 1
     assert f["both"][1].result(T) == 2

@@ -334,6 +334,21 @@ def test_arguments_exit_status_and_the_aliases(tmp_path):
     assert r.stdout.strip() == "__main__ s.py ['--flag', '3'] True"
 
 
+@pytest.mark.parametrize("trigger", [
+    "import farm.app.app", "from farm.data_provider.files import File",
+    "from farm.addresses import address_by_hostname", "import farm.utils",
+    "from farm.executors import HighThroughputExecutor; HighThroughputExecutor()",
+    "from farm import parsl; parsl.install()",
+])
+def test_attribute_lifting_is_on_for_parsl_programs(tmp_path, trigger):
+    code = ("import farm\nfrom farm.dataflow.futures import AppFuture\n"
+            "print(hasattr(AppFuture, '__getattr__'))\n"
+            f"{trigger}\nprint(hasattr(AppFuture, '__getattr__'))\n")
+    r = run([sys.executable, "-c", code], tmp_path, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True"]  # (off for farm's own programs: speed)
+
+
 def test_the_alias_in_this_process():
     from farm import parsl as alias
     from farm.launchers import SingleNodeLauncher, SrunLauncher

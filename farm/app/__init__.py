@@ -2,3 +2,7 @@
 
     from farm.app.app import python_app      # was: from parsl.app.app import python_app
 """
+
+from farm.dataflow.futures import lift_attributes
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)

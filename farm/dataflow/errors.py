@@ -1,5 +1,6 @@
 """Parsl's parsl.dataflow.errors under farm: the errors of the dataflow kernel."""
 
+from farm.dataflow.futures import lift_attributes
 from farm.errors import (
     ConfigError as ConfigurationError,
 )
@@ -8,6 +9,8 @@ from farm.errors import (
     FarmError,
     JoinError,
 )
+
+lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
 
 DataFlowException = FarmError
 PropagatedException = DependencyError  # (JoinError is a DependencyError in farm)

@@ -203,15 +203,20 @@ class Lifting:
     """Future lifting, as Parsl has it: ``fut[key]`` and ``fut.attr`` are futures of the
     item and the attribute of fut's result, made at once (no task: they resolve when fut
     does).  Passed to an app, they are dependencies like any future.  (Names that start
-    with "_" are not lifted: Python's own protocols look those up.)"""
+    with "_" are not lifted: Python's own protocols look those up.)
+
+    ``fut.attr`` needs ``__getattr__`` on the class, which makes every attribute lookup
+    on its instances about 3 times slower in CPython (no specialisation): for AppFuture it
+    is added by lift_attributes(), which Parsl programs turn on (see there)."""
 
     def __getitem__(self, key: Any) -> LiftedFuture:
         return LiftedFuture(self, _item, key, f"[{key!r}]")  # type: ignore[arg-type]
 
-    def __getattr__(self, name: str) -> LiftedFuture:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return LiftedFuture(self, getattr, name, f".{name}")  # type: ignore[arg-type]
+
+def _lift_attribute(self: Future, name: str) -> LiftedFuture:
+    if name.startswith("_"):
+        raise AttributeError(name)
+    return LiftedFuture(self, getattr, name, f".{name}")
 
 
 def _item(value: Any, key: Any) -> Any:
@@ -222,6 +227,8 @@ class LiftedFuture(Lifting, LightFuture):
     """The future of an item or attribute of another future's result (see Lifting).  Its
     tid is its parent's with the item or attribute added (``KEY[0]``, ``KEY.name``), so a
     task it is passed to gets the same key in every run."""
+
+    __getattr__ = _lift_attribute
 
     def __init__(self, parent: Future, op: Callable[[Any, Any], Any], arg: Any, how: str):
         LightFuture.__init__(self)
@@ -357,6 +364,16 @@ class DataFuture(LightFuture):
         return f"<DataFuture {self.file_obj.filepath} of {self.parent.task.label}>"
 
 
+def lift_attributes() -> None:
+    """Turn on ``fut.attr`` lifting for AppFutures (``fut[key]`` always works).  Parsl
+    programs get it without asking: `farm parsl`, importing one of Parsl's paths under
+    farm (farm.app.*, farm.data_provider.*, farm.addresses, farm.utils, farm.concurrent,
+    farm.channels, farm.dataflow.errors) or making a HighThroughputExecutor turns it on.
+    It stays off otherwise: it slows every attribute lookup on a future (see Lifting)."""
+    if "__getattr__" not in AppFuture.__dict__:
+        AppFuture.__getattr__ = _lift_attribute  # type: ignore[attr-defined]
+
+
 def describe(fut: Future) -> str:
     """How a dependency is named in errors: its task's label, else its tid, else its repr."""
     if isinstance(fut, AppFuture):
@@ -367,11 +384,16 @@ def describe(fut: Future) -> str:
 
 
 def failures(futures: Iterable[Future]) -> list[tuple[BaseException | None, str]]:
-    """(exception, name) of each of the futures that is done and failed."""
+    """(exception, name) of each of the futures that is done and failed (or cancelled)."""
     out: list[tuple[BaseException | None, str]] = []
     for f in futures:
-        if f.done() and not f.cancelled() and f.exception() is not None:
-            out.append((f.exception(), describe(f)))
+        if f.done():
+            try:
+                exc = f.exception()
+            except CancelledError as e:  # (a cancelled future: failed, for its dependents)
+                exc = e
+            if exc is not None:
+                out.append((exc, describe(f)))
     return out
 
 

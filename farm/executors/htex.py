@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from farm.dataflow.futures import lift_attributes
 from farm.errors import ConfigError
 from farm.executors.base import Provider
 from farm.executors.spool import SpoolExecutor
@@ -55,6 +56,7 @@ class HighThroughputExecutor(SpoolExecutor):
                  available_accelerators: int | Sequence[str] = (),
                  cpu_affinity: str = "none", worker_debug: bool = False,
                  drain_period: float | None = None, **options: Any):
+        lift_attributes()  # (a Parsl program: fut.attr lifting, see farm.dataflow.futures)
         unknown = sorted(set(options) - IGNORED - set(OWN))
         if unknown:
             near = difflib.get_close_matches(unknown[0], [*MAPPED, *OWN, *IGNORED], n=2)
