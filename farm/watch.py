@@ -30,7 +30,6 @@ metadata server is never kept busy by a watch more than a fifth of the time.
 
 from __future__ import annotations
 
-import errno
 import heapq
 import os
 import shutil
@@ -336,7 +335,8 @@ class Watcher:
         """key -> inode of every result: one listing per shard."""
         listed: dict[str, int] = {}
         for s in SHARDS:
-            listed.update(_scan(self.spool.p("results", s)))
+            listed.update({n: i for n, i in fs.scan(self.spool.p("results", s)).items()
+                           if is_entry(n)})
         for key in [k for k in self._results if k not in listed]:
             del self._results[key]  # (a failure moved away by a rerun)
             self._failed.pop(key, None)
@@ -506,22 +506,6 @@ class Watcher:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-def _scan(path: str) -> dict[str, int]:
-    """name -> inode number of the task entries in directory path ({} if it is missing):
-    one listing (counted in fs.OPS), whose d_ino comes with the names at no extra call."""
-    fs.OPS["listdir"] += 1
-    for attempt in range(fs.STALE_TRIES):
-        try:
-            with os.scandir(path) as it:
-                return {e.name: e.inode() for e in it if is_entry(e.name)}
-        except FileNotFoundError:
-            return {}  # (results/XX are made with the spool: only a damaged spool lacks one)
-        except OSError as e:  # (ESTALE: the directory was replaced; look it up again)
-            if e.errno != errno.ESTALE or attempt == fs.STALE_TRIES - 1:
-                raise
-    return {}
-
 
 def _read_head(path: str) -> bytes | None:
     """Enough of a record for its header (a bundle whole), as a hint: None if this client

@@ -246,6 +246,23 @@ def listdir(path: str) -> list[str]:
     raise _still_invisible(path)
 
 
+def scan(path: str) -> dict[str, int]:
+    """name -> inode number of the entries of directory path (one listing: the inode
+    numbers come with the names), or {} if this client cannot see the directory: a hint,
+    as peek_names.  A file replaced under the same name shows a new inode number."""
+    OPS["listdir"] += 1
+    _through_cache(path)
+    for attempt in range(STALE_TRIES):
+        try:
+            with os.scandir(path) as it:
+                return {e.name: e.inode() for e in it}
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            _retry_stale(e, attempt)
+    return {}
+
+
 def peek_names(path: str) -> list[str]:
     """The names in directory path, or [] if this client cannot see the directory: a hint,
     as peek's None (the listing itself is fresh; a missing directory is not confirmed)."""
