@@ -45,11 +45,36 @@ RENAMED = {
 }
 # Parsl modules farm leaves out on purpose, and why (the error says it).
 ABSENT = {
-    "parsl.monitoring": "farm has no monitoring database: `farm status`, `farm report` and "
-                        "`farm trace` read the spool instead",
     "parsl.data_provider.globus": "compute nodes have no network; stage files in the driver",
-    "parsl.usage_tracking": "farm sends nothing anywhere",
 }
+
+
+class MonitoringHub:
+    """Parsl's monitoring hub, accepted so that configs that make one run: farm has no
+    monitoring database (`farm status`, `farm watch`, `farm report` read the spool), and
+    Config ignores its monitoring= with a warning."""
+
+    def __init__(self, *args: object, **options: object):
+        self.options = options
+
+    def __repr__(self) -> str:
+        return "MonitoringHub(ignored by farm)"
+
+
+def _stub(name: str) -> ModuleType:
+    """The modules under Parsl's names that hold only what configs pass along."""
+    mod = ModuleType(name, "Accepted for Parsl configs; farm does not use it (docs/parsl.md).")
+    if name.startswith("parsl.monitoring"):
+        mod.MonitoringHub = MonitoringHub  # type: ignore[attr-defined]
+    else:  # parsl.usage_tracking(.levels): the levels Config(usage_tracking=) takes
+        for i, level in enumerate(("DISABLED", "LEVEL_1", "LEVEL_2", "LEVEL_3")):
+            setattr(mod, level, i)
+    mod.__path__ = []  # (a package: its submodules are stubs too)
+    return mod
+
+
+STUBS = ("parsl.monitoring", "parsl.monitoring.monitoring", "parsl.usage_tracking",
+         "parsl.usage_tracking.levels")
 
 
 def farm_name(name: str) -> str:
@@ -66,6 +91,8 @@ class ParslAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "parsl" and not fullname.startswith("parsl."):
             return None
+        if fullname in STUBS:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         for prefix, why in ABSENT.items():
             if fullname == prefix or fullname.startswith(prefix + "."):
                 raise Unsupported(f"farm has no {fullname}: {why} (see docs/parsl.md)")
@@ -88,6 +115,9 @@ class ParslAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         # importlib returns what sys.modules holds under the name once this is done: farm's
         # module itself, not a copy (so isinstance checks and module globals are shared).
         name = module.__name__
+        if name in STUBS:
+            sys.modules[name] = _stub(name)
+            return
         target = importlib.import_module(farm_name(name))
         if not hasattr(target, "__path__") and any(k.startswith(name + ".") for k in RENAMED):
             # A package in Parsl whose farm counterpart is a module (parsl.providers.slurm,

@@ -282,7 +282,7 @@ def test_the_nersc_configs_construct_unchanged(tmp_path):
      "farm has no provider PBSProProvider: farm's blocks are local process groups or Slurm "
      "jobs; it supports LocalProvider, SlurmProvider"),
     ("from parsl.executors import WorkQueueExecutor", "farm has no executor WorkQueueExecutor"),
-    ("from parsl.monitoring.monitoring import MonitoringHub", "farm has no parsl.monitoring"),
+    ("import parsl.data_provider.globus", "farm has no parsl.data_provider.globus"),
     ("import parsl.no_such_module", "farm has no counterpart of Parsl's module "
                                     "parsl.no_such_module"),
 ])
@@ -313,6 +313,26 @@ def test_apps_that_import_parsl_themselves_run_in_the_pools(tmp_path):
     r = run([sys.executable, "-m", "farm", "parsl", "s.py"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["farm", "farm.errors", "True"]
+
+
+def test_monitoring_and_usage_tracking_are_accepted_and_ignored(tmp_path):
+    (tmp_path / "s.py").write_text(textwrap.dedent('''
+        import parsl
+        from parsl.config import Config
+        from parsl.executors import ThreadPoolExecutor
+        from parsl.monitoring.monitoring import MonitoringHub
+        from parsl.usage_tracking.levels import LEVEL_1
+
+        config = Config(executors=[ThreadPoolExecutor()], usage_tracking=LEVEL_1,
+                        monitoring=MonitoringHub(hub_address="localhost",
+                                                 resource_monitoring_interval=10))
+        with parsl.load(config):
+            print(parsl.python_app(lambda: 42)().result())
+    '''))
+    r = run([sys.executable, "-m", "farm", "parsl", "s.py"], tmp_path, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "42"
+    assert "farm ignores these Parsl Config options: ['monitoring', 'usage_tracking']" in r.stderr
 
 
 def test_arguments_exit_status_and_the_aliases(tmp_path):
