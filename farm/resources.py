@@ -26,6 +26,63 @@ def node_cores() -> int:
     return int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
 
 
+def node_memory() -> int:
+    """Bytes this pool may use: the least of the node's available memory, what its cgroup
+    (a batch job's, a container's) still allows, and Slurm's --mem for the job.  A job's
+    limit is often far below the node's memory: sizing workers by the node would let the
+    OOM killer pick among them."""
+    got = [psutil.virtual_memory().available]
+    limit = _cgroup_room()
+    if limit is not None:
+        got.append(limit)
+    mb = os.environ.get("SLURM_MEM_PER_NODE", "")
+    if mb.isdigit() and int(mb) > 0:
+        got.append(int(mb) * 2**20)
+    return min(got)
+
+
+# A limit this large means none (cgroup v1 writes the largest page-aligned int64).
+_NO_LIMIT = 2**60
+
+
+def _cgroup_room() -> int | None:
+    """What the memory cgroups this process is in still allow (limit - usage, the least
+    over the group and its ancestors), or None without a limit.  cgroup v2: memory.max and
+    memory.current; v1: memory.limit_in_bytes and memory.usage_in_bytes."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    places = []  # (directory of the group, limit file, usage file)
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            places.append(("/sys/fs/cgroup" + path, "memory.max", "memory.current"))
+        elif "memory" in controllers.split(","):
+            places.append(("/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes",
+                           "memory.usage_in_bytes"))
+    room: int | None = None
+    for base, limit_file, usage_file in places:
+        d = base.rstrip("/")
+        while d.startswith("/sys/fs/cgroup"):
+            limit, usage = _read_int(f"{d}/{limit_file}"), _read_int(f"{d}/{usage_file}")
+            if limit is not None and limit < _NO_LIMIT:
+                left = max(0, limit - (usage or 0))
+                room = left if room is None else min(room, left)
+            d = os.path.dirname(d)
+    return room
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # ("max": no limit)
+
+
 def worker_count(max_workers: int | None, cores_per_worker: float,
                  mem_per_worker: float | None, accelerators: list[str]) -> int:
     """As many workers as the node's cores (see node_cores), memory and
@@ -37,8 +94,7 @@ def worker_count(max_workers: int | None, cores_per_worker: float,
     if max_workers:
         n = min(n, max_workers)
     if mem_per_worker:
-        available = psutil.virtual_memory().available / 2**30
-        n = min(n, int(available // mem_per_worker))
+        n = min(n, int(node_memory() / 2**30 // mem_per_worker))
     if accelerators:
         n = min(n, len(accelerators))
     return max(1, n)

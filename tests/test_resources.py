@@ -87,3 +87,31 @@ def test_block_end_time_formats():
     import datetime
     t = datetime.datetime(2030, 1, 2, 3, 4, 5)
     assert parse_end("2030-01-02T03:04:05") == t.timestamp()
+
+
+def test_worker_count_follows_the_jobs_memory_not_the_nodes(monkeypatch, tmp_path):
+    """Slurm's --mem (SLURM_MEM_PER_NODE, MB) and a real memory cgroup's limit bound the
+    workers, not the node's free memory."""
+    import subprocess
+    import sys
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1100")  # srun --mem=1100M
+    assert worker_count(None, 0.01, 0.5, []) == 2
+    monkeypatch.delenv("SLURM_MEM_PER_NODE")
+    # A cgroup of its own, limited to 600 MiB (v2 if this machine has it, else v1), with a
+    # process in it that counts its workers as a pool would.
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    group = (f"/sys/fs/cgroup/farm-test-{os.getpid()}" if v2
+             else f"/sys/fs/cgroup/memory/farm-test-{os.getpid()}")
+    os.mkdir(group)
+    try:
+        with open(f"{group}/{'memory.max' if v2 else 'memory.limit_in_bytes'}", "w") as f:
+            f.write(str(600 * 2**20))
+        code = ("import sys; from farm.resources import worker_count; "
+                "print(worker_count(None, 0.01, 0.25, []))")
+        r = subprocess.run(["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -c "$1"',
+                            sys.executable, code], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout) == 2, r.stdout  # 600 MiB less what the process uses: two 0.25s
+    finally:
+        os.rmdir(group)
