@@ -101,3 +101,30 @@ def test_blocks_to_add(case, want):
 def test_a_misspelt_option_gets_a_did_you_mean(make, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         make()
+
+
+@pytest.mark.parametrize("walltime, seconds", [("30", 1800), ("00:10:00", 600),
+                                               ("1:00:05", 3605), ("2-03:00:00", 183600)])
+def test_block_seconds_reads_slurm_times(walltime, seconds):
+    assert SlurmProvider(walltime=walltime).block_seconds() == seconds
+
+
+def test_a_task_longer_than_any_block_fails_at_once(tmp_path):
+    """Instead of waiting for ever (every pool would hand it back): the error names the
+    walltimes.  No block is asked for (no sbatch: nothing else was queued)."""
+    import farm
+    from farm import python_app
+    from farm.executors import SpoolExecutor
+
+    @python_app
+    def long_one(walltime=None):
+        return 1
+
+    ex = SpoolExecutor(spool=tmp_path / "s", provider=SlurmProvider(walltime="00:10:00"))
+    with farm.load(farm.Config(executors=[ex], progress=False)):
+        fut = long_one(walltime=590)
+        with pytest.raises(ConfigError, match=r"walltime \(590 s\) is longer than any block "
+                                              r"can give it \(585 s: the provider's walltime "
+                                              r"of 600 s"):
+            fut.result(10)
+        assert ex.blocks == []

@@ -67,6 +67,15 @@ class SlurmProvider:
         self.jobs: dict[str, str] = {}  # block -> job id
         self.ended: set[str] = set()  # job ids seen finished
 
+    def block_seconds(self) -> float:
+        """How long a block runs: walltime in seconds (Slurm's forms: minutes, H:MM:SS,
+        D-HH:MM:SS)."""
+        days, _, clock = self.walltime.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        seconds = parts[0] * 60 if len(parts) == 1 else (
+            parts[0] * 3600 + parts[1] * 60 + parts[2])
+        return float(seconds + int(days or 0) * 86400)
+
     def __repr__(self) -> str:
         return (f"SlurmProvider(partition={self.partition!r}, nodes_per_block="
                 f"{self.nodes_per_block}, walltime={self.walltime!r})")

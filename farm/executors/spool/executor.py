@@ -243,6 +243,10 @@ class SpoolExecutor:
         if run.upkeep.broken:
             task.future.set_exception(run.upkeep.broken)
             return
+        walltime = task.opts.get("walltime")
+        if walltime and (too_long := self._never_fits(float(walltime))):
+            task.future.set_exception(ConfigError(f"task {task.label}: {too_long}"))
+            return
         try:
             body = pickle_args(task)
             header = run.apps.header(task)  # (writes the app's file, at its first call)
@@ -255,6 +259,22 @@ class SpoolExecutor:
         # The hand-off: from here on the call is the writer thread's (writer.py), which
         # puts it into the spool and registers its future.
         run.writer.outbox.put(Submit(task, header, body))
+
+    def _never_fits(self, walltime: float) -> str | None:
+        """Why no block can ever run a task of this walltime, if none can: a pool claims a
+        task only if it can finish before the pool's block ends, less the margin that hands
+        claims back (at most 15 s), so a task longer than that would wait for ever."""
+        length = getattr(self.provider, "block_seconds", None)
+        if length is None:
+            return None  # (local pools: no end)
+        block = float(length())
+        drain = self.drain_period if self.drain_period is not None else min(120.0, block / 10)
+        room = block - min(15.0, drain)
+        if walltime <= room:
+            return None
+        return (f"its walltime ({walltime:g} s) is longer than any block can give it "
+                f"({room:g} s: the provider's walltime of {block:g} s, less {block - room:g} s "
+                "kept to hand tasks back); raise the provider's walltime or lower the task's")
 
     def progress(self) -> dict[str, Any]:
         """For the driver's progress line: busy workers of the live pools (as their last
