@@ -180,6 +180,12 @@ def test_the_tutorial_runs_unchanged_through_farm_parsl(tmp_path):
     assert "farm ignores these Parsl Config options: ['strategy']" in r.stderr
     assert "farm ignores these LocalProvider options: channel" in r.stderr
     assert (tmp_path / "tutorial.farm").is_dir()  # the spool beside the script
+    # Run again, with its imports changed this time: the same tasks, found in the spool.
+    (tmp_path / "tutorial.py").write_text(ported(TUTORIAL))
+    again = run([sys.executable, "tutorial.py"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == r.stdout  # (the random numbers too: nothing ran again)
+    assert "13 of 13 tasks already done" in again.stderr
 
 
 def test_the_tutorial_runs_with_its_imports_changed(tmp_path):
