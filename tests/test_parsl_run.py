@@ -358,6 +358,11 @@ def test_arguments_exit_status_and_the_aliases(tmp_path):
     r = run([sys.executable, "-m", "farm", "parsl", "s.py", "--flag", "3"], tmp_path, timeout=30)
     assert r.returncode == 3, r.stderr
     assert r.stdout.strip() == "__main__ s.py ['--flag', '3'] True"
+    # "--" before the script's arguments separates them (and later ones are the script's)
+    r = run([sys.executable, "-m", "farm", "parsl", "s.py", "--", "--flag", "4", "--", "x"],
+            tmp_path, timeout=30)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.strip() == "__main__ s.py ['--flag', '4', '--', 'x'] True"
 
 
 @pytest.mark.parametrize("trigger", [

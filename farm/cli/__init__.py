@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     # What follows the first "--" is a command line for `farm run` (--array, --each-line),
     # taken as it is: argparse would hand its first word to a positional argument.
     tail: list[str] = []
-    if "--" in argv:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if "--" in argv and command != "parsl":  # (farm parsl passes its tail on, "--" and all)
         at = argv.index("--")
         argv, tail = argv[:at], argv[at + 1:]
     args = parser.parse_args(argv)
