@@ -71,6 +71,12 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
+
+# A Python process in the VM starts in 3-7 s (emulated CPUs), and a test here starts five or
+# six of them: 50-70 s on a quiet machine, twice that while the other bed's VM competes for
+# the cores.  Each wait inside is bounded on its own; this bounds the whole test.
+pytestmark = pytest.mark.timeout(300)
+
 class Run:
     """A farm run on a bed: the driver script, pools, the spool seen through A, B, the
     server, and the marks the tasks leave (one file per execution)."""
