@@ -348,7 +348,7 @@ class DataFlowKernel:
         url, path = task.args
         last: BaseException | None = None
         for attempt in range(STAGE_ATTEMPTS):
-            if os.path.exists(path):
+            if _there(path):
                 task.future.set_result(path)
                 return
             try:
@@ -358,7 +358,7 @@ class DataFlowKernel:
                 if attempt + 1 < STAGE_ATTEMPTS and not self._closed:
                     time.sleep(STAGE_PAUSE * (attempt + 1))
                 continue
-        if os.path.exists(path):
+        if _there(path):
             task.future.set_result(path)
         else:
             task.future.set_exception(StagingError(
@@ -515,6 +515,18 @@ class DataFlowKernel:
             forget, self.on_exit = self.on_exit, None
             if forget is not None:
                 forget()
+
+
+def _there(path: str) -> bool:
+    """Is the file at path there?  A stat that says no is confirmed by a fresh listing of its
+    directory: the staged file may have been made by a driver on another node, and an NFS
+    client believes "no such file" for a while after it last looked."""
+    if os.path.exists(path):
+        return True
+    try:
+        return os.path.basename(path) in os.listdir(os.path.dirname(path))
+    except OSError:
+        return False
 
 
 def signature_info(func: Callable[..., Any]) -> tuple[set[str], dict[str, Any]]:
