@@ -11,7 +11,7 @@ from collections import Counter
 
 import cloudpickle
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from farm.errors import CorruptFile, SpoolError
@@ -91,6 +91,7 @@ def _clear_or_quarantined(spool, header, path):
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(how=MUTATIONS)
+@example(how=("flip", 256, 443))  # unpickled into a call without its arguments (unsigned)
 def test_corrupt_task_payload(world, signed, how):
     spool, worker = world
     signing_key = spool.key  # (the spool is shared by the module's tests: put it back)

@@ -9,6 +9,7 @@ process that is about to run the task or resolve its future.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from farm.errors import CorruptFile
@@ -19,9 +20,11 @@ FORMAT = 1
 
 def encode(kind: str, header: dict[str, Any], body: bytes = b"",
            key: bytes | None = None) -> bytes:
-    """With key, the first line also carries an HMAC of everything after it."""
+    """The first line also carries an HMAC of everything after it (with key), or else a
+    CRC-32 of it: damage on disk is then an error naming the file, never a call with
+    altered arguments."""
     rest = json.dumps(header, separators=(",", ":"), default=str).encode() + b"\n" + body
-    sig = b" " + sign.sign(key, rest).encode() if key else b""
+    sig = b" " + (sign.sign(key, rest).encode() if key else _crc(rest))
     return b"FARM-%s %d%s\n" % (kind.encode(), FORMAT, sig) + rest
 
 
@@ -34,12 +37,16 @@ def decode(kind: str, data: bytes, path: str,
     if not sep or len(parts) not in (2, 3) or parts[0] != b"FARM-" + kind.encode():
         raise CorruptFile(path, f"not a farm {kind.lower()} record (bad first line {first[:40]!r})")
     if key is not None:
-        if len(parts) != 3:
+        if len(parts) != 3 or len(parts[2]) == 9:
             raise CorruptFile(path, "unsigned record in a signed spool: not written by farm "
                                     "with your key; it will not be run")
         if not sign.verify(key, rest, parts[2]):
             raise CorruptFile(path, "signature does not match: the record was altered or "
                                     "forged (or signed with another key); it will not be run")
+    elif len(parts) == 3 and len(parts[2]) == 9 and parts[2] != _crc(rest):
+        # (a signed record read by a process without the key is read unchecked: headers)
+        raise CorruptFile(path, "checksum does not match: the record was damaged after it "
+                                "was written; it will not be used")
     try:
         version = int(parts[1])
     except ValueError:
@@ -58,6 +65,10 @@ def decode(kind: str, data: bytes, path: str,
     if not isinstance(header, dict):
         raise CorruptFile(path, "truncated or damaged header")
     return header, body
+
+
+def _crc(data: bytes) -> bytes:
+    return b"c%08x" % zlib.crc32(data)
 
 
 # -- bundles: several records of one kind in one file --------------------------------------------
