@@ -77,7 +77,7 @@ FARM_METRICS = (
      "   spool fs ops per task, {noop_large:,} no-ops"),
 )
 
-# Rows 9 and 10, printed after the ops matrix (row 8).  A runs entry that is a pair
+# Rows 9 to 11, printed after the ops matrix (row 8).  A runs entry that is a pair
 # (A, B) is the ratio A/B of the field, taken per round (run k of A over run k of B: the
 # jobs go round robin, so both ran in the same round) where both runs succeeded.
 SCALE_METRICS = (
@@ -95,6 +95,8 @@ SCALE_METRICS = (
      "   of which its manager"),
     ("idle_workers_ops_per_s", "idle", "workers_ops_per_s", "ops/s", "lower",
      "   of which its workers' polling"),
+    ("mixed_core_utilisation", "mixed", "core_utilisation", "fraction", "higher",
+     "11. cores held, 1 all-core task per 50 1-core"),
 )
 
 # Parsl's runs behind each peer figure (first result: the warm-up of each pool run).

@@ -97,6 +97,8 @@ JOBS = (
     # The no-op workload on P pools of 1 worker each (stand-ins for P nodes): does the
     # throughput hold when the spool has many pools?
     Job("pools2", "farm", "pools", 10_000, 2_000, pools=2),
+    # Packing (docs/resources.md): 20 ms tasks, one in 51 asking for every core.
+    Job("mixed", "farm", "mixed", 1_000, 300),
     Job("pools32", "farm", "pools", 10_000, 2_000, pools=32),
     Job("memory", "farm", "submit", 100_000, 20_000, once=True),
     Job("noop_large", "farm", "noop", 100_000, 10_000, once=True),
@@ -111,7 +113,7 @@ TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
 TIMEOUT_PER_TASK = {
     ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
     ("farm", "first"): 10.0, ("farm", "submit"): 0.005, ("farm", "pools"): 0.005,
-    ("farm", "idle"): 1.5, ("farm", "idle_fs"): 1.5,
+    ("farm", "idle"): 1.5, ("farm", "idle_fs"): 1.5, ("farm", "mixed"): 0.2,
     ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
     ("parsl", "submit"): 0.01,
 }
@@ -151,6 +153,42 @@ def gate(path):
 @python_app
 def ping(i):
     return i
+
+
+@python_app
+def hold(seconds, parsl_resource_specification=None):
+    """Hold its slots for `seconds`; (start, end)."""
+    import time
+    t0 = time.time()
+    time.sleep(seconds)
+    return t0, time.time()
+
+
+MIXED_EVERY, MIXED_HOLD = 50, 0.02  # one all-core task per 50 one-core ones; each 20 ms
+
+
+def mixed(size: int, deadline: Deadline) -> dict[str, Any]:
+    """`size` one-core tasks and one task of every core (at most 8) after each
+    MIXED_EVERY of them, all 20 ms: how much of the cores' time the tasks held (the rest
+    is packing, claiming and waiting for a big task's slots)."""
+    wide = min(8, len(os.sched_getaffinity(0)))
+    asks = []
+    t0 = time.perf_counter()
+    futs = []
+    for i in range(size):
+        futs.append(hold(MIXED_HOLD))
+        asks.append(1)
+        if (i + 1) % MIXED_EVERY == 0:
+            futs.append(hold(MIXED_HOLD, parsl_resource_specification={"cores": wide}))
+            asks.append(wide)
+    spans = [f.result(timeout=deadline.left()) for f in futs]
+    t1 = time.perf_counter()
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    held = sum(c * (e - s) for c, (s, e) in zip(asks, spans, strict=True))
+    return {"total_s": t1 - t0, "tasks_per_s": len(futs) / (t1 - t0), "wide_cores": wide,
+            "wide_tasks": len(futs) - size,
+            "core_utilisation": held / (wide * (end - start)), "failed": 0,
+            "first_error": None}
 
 
 # -- child side: one farm workload run on one fresh spool --------------------------------------
@@ -289,6 +327,9 @@ def _farm_workload(workload: str, size: int, t_load: float, t_loaded: float,
         res["pools_up_s"] = _wait_pools(spool, pools, deadline)
         res.update(throughput(noop, None, size, deadline))
         return {**res, "tasks": 1 + size}
+    if workload == "mixed":
+        res.update(mixed(size, deadline))
+        return {**res, "tasks": 1 + size + size // MIXED_EVERY}
     if workload == "chain":
         res.update(chain(hop, size, deadline))
         gated = _gated_chain(size, deadline)
@@ -721,6 +762,10 @@ def _report_run(workload: str, r: dict) -> None:
                                                            if v) + ")")
     elif workload == "idle_fs":
         msg = slowfs.idle_summary(r)
+    elif workload == "mixed":
+        msg = (f"cores held {100 * r['core_utilisation']:.0f}% of the time "
+               f"({r['wide_tasks']} tasks of {r['wide_cores']} cores among "
+               f"{r['size']:,} of 1; {r['tasks_per_s']:.0f} tasks/s)")
     elif workload == "submit":
         msg = (f"{r['calls_per_s']:.0f} calls/s, {r['bytes_per_task']:.0f} bytes/task "
                f"({r['submit_s']:.2f} s)")
@@ -839,7 +884,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the spool of a failed run for inspection")
     ap.add_argument("--child", choices=("noop", "chain", "bash", "first", "submit", "pools",
-                                        "idle", "idle_fs"), help=argparse.SUPPRESS)
+                                        "idle", "idle_fs", "mixed"), help=argparse.SUPPRESS)
     ap.add_argument("--pools", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spool", help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from farm import requests
 from farm.dataflow import keys
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.kernel import signature_info
@@ -22,7 +23,8 @@ class App:
     def __init__(self, func: Callable, kind: str, data_flow_kernel: Any = None,
                  cache: bool = False,
                  executors: str | Sequence[str] = "all",
-                 ignore_for_cache: Sequence[str] | None = None):
+                 ignore_for_cache: Sequence[str] | None = None,
+                 resources: dict[str, Any] | None = None):
         if not callable(func):
             raise ConfigError(f"@{kind}_app decorates functions, not {type(func).__name__}")
         if executors != "all" and isinstance(executors, str):
@@ -34,6 +36,8 @@ class App:
         self.cache = cache
         self.executors = executors if executors == "all" else list(executors)
         self.ignore_for_cache = set(ignore_for_cache or ())
+        # What each call asks of its node unless the call says otherwise (farm.requests).
+        self.resources = requests.normalize(resources, f"app {self.name}")
         self._identity: str | None = None
         self._source = keys.source(func)  # (now: the script may be gone by the first call)
         self.params, self.defaults = signature_info(func)
@@ -59,10 +63,16 @@ def _decorator(kind: str) -> Callable[..., Any]:
     def decorator(function: Callable | None = None, data_flow_kernel: Any = None,
                   cache: bool = False,
                   executors: str | Sequence[str] = "all",
-                  ignore_for_cache: Sequence[str] | None = None
+                  ignore_for_cache: Sequence[str] | None = None,
+                  cores: Any = None, memory: Any = None, gpus: Any = None,
+                  priority: Any = None, running_time: Any = None
                   ) -> App | Callable[[Callable], App]:
+        asked = {"cores": cores, "memory": memory, "gpus": gpus, "priority": priority,
+                 "running_time": running_time}
+
         def wrap(f: Callable) -> App:
-            return App(f, kind, data_flow_kernel, cache, executors, ignore_for_cache)
+            return App(f, kind, data_flow_kernel, cache, executors, ignore_for_cache,
+                       {k: v for k, v in asked.items() if v is not None})
         return wrap(function) if function is not None else wrap
 
     decorator.__name__ = f"{kind}_app"
@@ -108,7 +118,9 @@ workflow can decide what to run next from results.
 
 _COMMON = """
 Decorator options: cache=True (identical calls share one task), ignore_for_cache=[names]
-(arguments left out of the key), executors=[labels].
+(arguments left out of the key), executors=[labels]; what each call asks of its node:
+cores=, memory= (MB), gpus=, running_time= (seconds), priority= (higher runs first), each a
+number or a function of the attempt number (0 first), e.g. memory=lambda n: 4000 * (n + 1).
 
 Special keyword arguments of a call (the function may declare them to see their values):
   inputs=[File or future, ...]   files the task reads; futures among them are dependencies
@@ -116,6 +128,8 @@ Special keyword arguments of a call (the function may declare them to see their 
   stdout=, stderr=               (bash apps) a path, a (path, mode) tuple, or AUTO_LOGNAME
                                  (a file in the spool, named for the task)
   walltime=SECONDS               the task is stopped and fails with AppTimeout past it
+  parsl_resource_specification={"cores": 8, "memory": 16000, "gpus": 1, "priority": 5}
+                                 what this call asks of its node (over the app's defaults)
 Every argument is pickled when the app is called (later changes to it are not seen); a
 future among the arguments is replaced by its result when the task runs.
 """

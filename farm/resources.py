@@ -100,15 +100,17 @@ def worker_count(max_workers: int | None, cores_per_worker: float,
     return max(1, n)
 
 
-def cpus_for(worker: int, nworkers: int, mode: str) -> list[int] | None:
+def cpus_for(worker: int, nworkers: int, mode: str,
+             among: set[int] | None = None) -> list[int] | None:
     """The CPUs worker (of nworkers) is pinned to under an affinity mode; None: no pinning.
     block: consecutive CPUs per worker; block-reverse: the same from the top CPU down;
-    alternating: every nworkers-th CPU (spreads workers over sockets and hyperthreads)."""
+    alternating: every nworkers-th CPU (spreads workers over sockets and hyperthreads).
+    among: the pool's CPUs (default: this process's)."""
     if mode not in AFFINITY:
         raise ConfigError(f"cpu_affinity {mode!r}: use one of {', '.join(AFFINITY)}")
     if mode == "none":
         return None
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = sorted(among if among is not None else os.sched_getaffinity(0))
     if mode == "block-reverse":
         cpus.reverse()
     if mode == "alternating":

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from farm import requests
 from farm.errors import ConfigError
 from farm.spool import OK, Spool, fs
 
@@ -106,6 +107,31 @@ def _substitute(pattern: re.Pattern[str], text: str, parts: dict[str, str]) -> s
     return pattern.sub(quoted, text)
 
 
+# A line's request (farm.requests), as a trailing shell comment, so that the line is still
+# the command it was:  bwa mem -t 8 ref.fa r.fq > r.sam   # farm: cores=8 memory=16000
+_REQUEST = re.compile(r"\s#\s*farm:(.*)$")
+
+
+def split_request(line: Line) -> tuple[str, dict[str, float]]:
+    """A line's command without its "# farm: KEY=VALUE ..." comment, and the request it
+    makes (farm.requests keys; memory in MB)."""
+    m = _REQUEST.search(line.command)
+    if m is None:
+        return line.command, {}
+    req: dict[str, float] = {}
+    for word in m[1].split():
+        k, eq, v = word.partition("=")
+        try:
+            req[k] = float(v) if eq else float("nan")
+        except ValueError:
+            req[k] = float("nan")
+        if req[k] != req[k]:
+            raise ConfigError(f"line {line.number}: {word!r} in its '# farm:' comment is not "
+                              "KEY=NUMBER (e.g. # farm: cores=8 memory=16000)")
+    requests.normalize(req, f"line {line.number}")
+    return line.command[:m.start()].rstrip(), req
+
+
 # -- the run's record in the spool -------------------------------------------------------------
 
 def write_manifest(spool: Spool, name: str, source: str, cwd: str, lines: list[Line],
@@ -172,16 +198,22 @@ class Summary:
 
 
 def summarize(spool: Spool, manifest: dict[str, Any], reused: Iterable[str] = (),
-              have: set[str] | None = None) -> Summary:
+              have: set[str] | None = None,
+              refused: dict[str, str] | None = None) -> Summary:
     """What became of each line: from the results in the spool (have: the keys that have a
-    result, if the caller has just listed them; else they are listed here)."""
+    result, if the caller has just listed them; else they are listed here; refused: why
+    the driver refused lines that never reached the spool, by key)."""
     entries = manifest["lines"]
     have = spool.result_keys() if have is None else have
     s = Summary(total=len(entries))
     for e in entries:
         key = e.get("key")
         if key not in have:
-            s.pending += 1
+            if refused and key in refused:
+                s.failed.append({"line": e.get("line"), "command": str(e.get("command")),
+                                 "why": refused[key]})
+            else:
+                s.pending += 1
             continue
         head = dict(next(iter(spool.iter_results([key])), (key, {}))[1])
         if head.get("status") == OK:

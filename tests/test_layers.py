@@ -9,7 +9,7 @@ import pathlib
 FARM = pathlib.Path(__file__).resolve().parent.parent / "farm"
 
 LEAVES = ("farm.errors", "farm.data", "farm.serialize", "farm.execute", "farm.resources",
-          "farm.version")
+          "farm.requests", "farm.version")
 # layer: the layers it may import from (leaves always allowed, and its own layer)
 MAY_IMPORT = {
     "farm.spool": (),

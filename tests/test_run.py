@@ -169,3 +169,29 @@ def test_site_file_is_used_by_farm_run(here):
     r = subprocess.run([*FARM, "run", "tasks.txt"], cwd=here, capture_output=True,
                        text=True, timeout=T, env=env)
     assert r.returncode == 0 and "1 of them from an earlier run" in r.stderr, r.stderr
+
+
+def test_a_line_says_what_it_needs_in_a_comment(here):
+    (here / "tasks.txt").write_text("\n".join([
+        "echo $OMP_NUM_THREADS > runs/wide   # farm: cores=2 memory=100",
+        "echo ${OMP_NUM_THREADS:-unset} > runs/narrow",
+        "true   # farm: cores=64",
+    ]) + "\n")
+    env = {**os.environ, "SLURM_CPUS_PER_TASK": "2"}  # (a node of 2 cores)
+    r = subprocess.run([*FARM, "run", "tasks.txt"], cwd=here, capture_output=True, text=True,
+                       timeout=T, env=env)
+    assert r.returncode == 1, r.stderr
+    assert "3 lines: 2 done" in r.stderr and "line 3" in r.stderr
+    assert (here / "runs" / "wide").read_text() == "2\n"
+    assert (here / "runs" / "narrow").read_text() == "unset\n"
+    # Changing a line's request does not run it again (it is not part of its key).
+    text = (here / "tasks.txt").read_text().replace("cores=2 memory=100", "cores=1")
+    (here / "tasks.txt").write_text(text.replace("cores=64", "cores=1"))
+    (here / "runs" / "wide").unlink()
+    r = subprocess.run([*FARM, "run", "tasks.txt"], cwd=here, capture_output=True, text=True,
+                       timeout=T, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (here / "runs" / "wide").exists()
+    (here / "bad.txt").write_text("true  # farm: cores=lots\n")
+    r = farm_run(here, "bad.txt")
+    assert r.returncode == 2 and "line 1: 'cores=lots'" in r.stderr, r.stderr

@@ -25,7 +25,12 @@ Replacement strings in CMD (GNU parallel's): {} the value, {#} its sequence numb
 {.} the value without its extension, {/} its basename, {//} its directory, {/.} its
 basename without extension.  Each value is shell-quoted; with no replacement string, the
 value is appended.  The words of CMD are joined by spaces, so one quoted word may hold
-shell syntax: farm run --array 1-3 -- 'echo {} > out{}.txt'."""
+shell syntax: farm run --array 1-3 -- 'echo {} > out{}.txt'.
+
+A line may say what it needs of its node in a trailing comment, which bash ignores:
+  bwa mem -t 8 ref.fa r.fq > r.sam   # farm: cores=8 memory=16000
+(cores, memory in MB, gpus, running_time in seconds, priority: higher runs first).  Pools
+pack lines into their nodes by these; a line no node can hold fails at once."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if not lines:
         print(f"farm run: {source} has no commands", file=sys.stderr)
         return 0
+    asked = {ln: runs.split_request(ln) for ln in lines}  # (a bad comment fails here)
     config = _config(args)
     ex = config.executors[0]
     # Beside the task file (or here, for --array and --each-line), unless the site or
@@ -88,19 +94,26 @@ def run(args: argparse.Namespace) -> int:
         spool = ex.spool
         assert spool is not None  # (made by load)
         if limit is None:
-            futures = [_line(ln.command, cwd, **opts) for ln in lines]
+            futures = [_line(*asked[ln], cwd, **opts) for ln in lines]
         else:
-            futures = _submit_until(lines, cwd, opts, limit, ex)
+            futures = _submit_until(lines, asked, cwd, opts, limit, ex)
         keys = [f.key for f in futures]
         runs.write_manifest(spool, name, source, cwd, lines[:len(keys)], keys)
         farm.flush()
         if args.detach:
+            for ln, f in zip(lines, futures, strict=False):
+                if f.done() and (e := f.exception()) is not None:
+                    print(f"farm run: line {ln.number} refused: {type(e).__name__}: {e}",
+                          file=sys.stderr)
             print(f"farm run: {len(futures)} lines submitted to {spool.path}; pools go on "
                   f"without this process. See: farm wait {spool.path}", file=sys.stderr)
             return 0
         _wait(futures)
         manifest = runs.read_manifest(spool, name)
-        summary = runs.summarize(spool, manifest, reused={k for k in keys if k in before})
+        refused = {f.key: f"{type(e).__name__}: {e}" for f in futures
+                   if f.done() and (e := f.exception()) is not None}
+        summary = runs.summarize(spool, manifest, reused={k for k in keys if k in before},
+                                 refused=refused)
         if len(futures) < len(lines):
             summary.total = len(lines)
             summary.pending += len(lines) - len(futures)
@@ -150,7 +163,9 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _line(command: str, cwd: str, **opts: Any) -> Any:
+def _line(command: str, request: dict, cwd: str, **opts: Any) -> Any:
+    if request:
+        opts = {**opts, "parsl_resource_specification": request}
     return _app()(command, cwd, **opts)
 
 
@@ -173,7 +188,8 @@ def _app() -> Any:
     return _APP
 
 
-def _submit_until(lines: list, cwd: str, opts: dict, limit: int, ex: Any) -> list:
+def _submit_until(lines: list, asked: dict, cwd: str, opts: dict, limit: int,
+                  ex: Any) -> list:
     """Submit lines a window at a time, and none more once `limit` have failed."""
     window = max(8, 2 * (ex.workers or os.cpu_count() or 1))  # (enough to keep pools busy)
     futures: list = []
@@ -184,7 +200,7 @@ def _submit_until(lines: list, cwd: str, opts: dict, limit: int, ex: Any) -> lis
             print(f"farm run: {limit} lines failed; submitting no more "
                   f"({len(lines) - len(futures)} left)", file=sys.stderr)
             break
-        futures.append(_line(ln.command, cwd, **opts))
+        futures.append(_line(*asked[ln], cwd, **opts))
     return futures
 
 

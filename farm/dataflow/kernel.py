@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor as _Threads
 from typing import TYPE_CHECKING, Any
 
+from farm import requests
 from farm.data import AUTO_LOGNAME, STAGED_SCHEMES, DepRef, File, fetch_url
 from farm.dataflow import progress
 from farm.dataflow.dependency_resolvers import SHALLOW_DEPENDENCY_RESOLVER, DependencyResolver
@@ -186,8 +187,10 @@ class DataFlowKernel:
             kwargs = dict(kwargs)  # (_make_task may change it: not the caller's)
         else:
             kwargs = _NO_KWARGS
-        hashed = ({k: v for k, v in kwargs.items() if k not in app.ignore_for_cache}
-                  if app.ignore_for_cache else kwargs)
+        # (what a call asks of its node is not part of what it computes: not in its key)
+        hashed = ({k: v for k, v in kwargs.items()
+                   if k not in app.ignore_for_cache and k != requests.SPEC}
+                  if app.ignore_for_cache or requests.SPEC in kwargs else kwargs)
         cache = app.cache and self.config.app_cache
         digest = call_digest(app.identity, args, hashed, strict=cache)
         with self._lock:
@@ -248,7 +251,7 @@ class DataFlowKernel:
     def _make_task(self, app: App, ex: Executor | None, key: str, args: tuple,
                    kwargs: dict) -> TaskRecord:
         cwd = _Cwd.get()
-        if not kwargs:  # the common case: no special kwargs (no kwargs at all)
+        if not kwargs and not app.resources:  # the common case: no kwargs at all
             return TaskRecord(key=key, name=app.name, kind=app.kind, func=app.func,
                               args=args, kwargs=kwargs, opts=_plain_opts(cwd), outputs=(),
                               executor=ex, retries=self.config.retries,
@@ -304,12 +307,29 @@ class DataFlowKernel:
                     kwargs = {k: v for k, v in kwargs.items() if k != stream}
         if walltime is None and not outputs and not opts["inputs"] and len(opts) == 3:
             opts = _plain_opts(cwd)  # (no stdout, no stderr either)
+        if app.resources or kwargs.get(requests.SPEC):
+            opts = {**opts, **self._requests(app, kwargs.get(requests.SPEC))}
+        if requests.SPEC in kwargs and requests.SPEC not in app.params:
+            kwargs = {k: v for k, v in kwargs.items() if k != requests.SPEC}
         waits_on = self._waits_on(
             list(args) + list(kwargs.values()) + list(kwargs.get("inputs") or []) + staging)
         return TaskRecord(key=key, name=name, kind=app.kind, func=app.func, args=args,
                           kwargs=kwargs, opts=opts, outputs=outputs, executor=ex,
                           retries=self.config.retries, retry_handler=self.config.retry_handler,
                           waits_on=waits_on)
+
+    def _requests(self, app: App, spec: Any) -> dict[str, Any]:
+        """The opts of a call that asks for resources (farm.requests): its request at the
+        first attempt, and when it depends on the attempt, the function (a "sizer") that
+        gives it, for the pool to call at each attempt."""
+        where = f"app {app.name}"
+        req = {**app.resources, **requests.normalize(spec, where)}
+        if not req:
+            return {}
+        opts: dict[str, Any] = {"resources": requests.at(req, 0, where)}
+        if requests.dynamic(req):
+            opts["sizer"] = requests.sizer(req)
+        return opts
 
     # -- staging in ------------------------------------------------------------------------
 

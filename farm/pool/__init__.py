@@ -17,6 +17,8 @@ the claims of a worker that died (the task it was running charged an attempt).
     shared      Board, WorkerState: the memory the manager and its workers share; the
                 rhythm of an idle pool (WARM_IDLE, IDLE_POLL, COLD_POLL)
     limits      Limits: the block's end, drain and margin, walltime fit, CPU shares
+    slots       Slots: the node split one slot per worker; a task with a request
+                (farm.requests) borrows other workers' slots (docs/resources.md)
     task        TaskRunner: one claimed task run (app, arguments, walltime, retries)
     bundles     BundleRunner: a claimed bundle run, split; Results, the result batches
     worker      Worker: the poll loop of one worker process, claims, chains of dependents

@@ -137,8 +137,11 @@ class BundleRunner(TaskRunner):
         start = time.monotonic()
         done: set[str] = set()  # keys with an outcome, or given back one by one
         for i, (key, rec) in enumerate(recs):
-            if self.limits.draining() or (i and len(recs) - i > 1 and self._split(
-                    (time.monotonic() - start) / i * (len(recs) - i))):
+            # (the rest goes back when the block drains, or when a task on several slots
+            # borrowed this worker's: it waits for what runs, not for a whole bundle)
+            if self.limits.draining() or self.slots.lent() or (
+                    i and len(recs) - i > 1
+                    and self._split((time.monotonic() - start) / i * (len(recs) - i))):
                 self.results.flush()
                 self.spool.give_back(path, attempt=attempt, skip=done)
                 return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 from farm import resources
 
@@ -28,10 +29,13 @@ class Limits:
     drain: float = 0.0
     affinity: str = "none"
     accelerators: list[str] = dataclasses.field(default_factory=list)
+    # The node as its slots see it (farm.requests.shape; None: worked out by the worker).
+    node: dict[str, Any] | None = None
 
     @classmethod
     def of_block(cls, end_time: str | None, drain: float | None, affinity: str = "none",
-                 accelerators: list[str] | None = None) -> Limits:
+                 accelerators: list[str] | None = None,
+                 node: dict[str, Any] | None = None) -> Limits:
         """The limits of a pool started now (end_time, drain: as `farm pool` takes them;
         the end time defaults to the batch job's, see resources.block_end)."""
         end = resources.block_end(end_time)
@@ -44,7 +48,7 @@ class Limits:
             log.warning("farm pool: --drain %gs is over half of the %ds left in this block; "
                         "using %ds", drain, left, left / 2)
             drain = left / 2
-        return cls(end, drain, affinity, list(accelerators or []))
+        return cls(end, drain, affinity, list(accelerators or []), node)
 
     @property
     def margin(self) -> float:

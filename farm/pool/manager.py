@@ -24,8 +24,9 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from farm import resources
+from farm import requests, resources
 from farm.errors import ConfigError, FarmError, SpoolError
+from farm.pool import slots
 from farm.pool.limits import Limits
 from farm.pool.shared import COLD_BEAT, COLD_LEASE_BEATS, COLD_RARE, RING, WARM_IDLE, Board
 from farm.pool.worker import Worker
@@ -57,7 +58,9 @@ class Pool:
         self.nworkers = resources.worker_count(workers, cores_per_worker, mem_per_worker,
                                                accelerators)
         resources.cpus_for(0, self.nworkers, cpu_affinity)  # a bad mode fails here, once
-        self.limits = Limits.of_block(end_time, drain, cpu_affinity, accelerators)
+        self.node = requests.shape(self.nworkers, resources.node_cores(),
+                                   resources.node_memory() / 2**20, len(accelerators))
+        self.limits = Limits.of_block(end_time, drain, cpu_affinity, accelerators, self.node)
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat
         # Observers declare this pool dead after `lease` seconds without a new heartbeat.
@@ -210,6 +213,7 @@ class Pool:
                     lost=f"worker {i} of pool {self.id} on {self.host} died (exit code "
                          f"{p.exitcode}) while running it",
                     running=self.board.workers[i].running.decode() or FIRST)
+                slots.free(self.board, i)
                 self._start(i)
 
     def _stop_workers(self) -> None:
@@ -251,7 +255,7 @@ class Pool:
             "heartbeat": self.cold_beat if self.board.cold.value else self.heartbeat_period,
             "lease": self.advertised, "lost": self.lost,
             "reason": self.stopping or None, "ops": ops, "ops_manager": dict(fs.OPS),
-            "block_end": self.limits.end,
+            "block_end": self.limits.end, "node": self.node,
             "draining": self.limits.draining(),
         })
         self.last_beat = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from multiprocessing.context import BaseContext
 
@@ -71,6 +72,14 @@ class Board:
         # Set by worker 0 when it sees the shutdown doorbell in ready/; the manager then
         # looks at control/ (and clears it).
         self.doorbell = ctx.RawValue(ctypes.c_bool, False)
+        # Slots (farm.pool.slots): who holds each worker's slot (0: its worker; else the
+        # index + 1 of the worker that borrowed it), and whether its worker has parked.
+        self.holder = ctx.RawArray(ctypes.c_int, nworkers)
+        self.parked = ctx.RawArray(ctypes.c_bool, nworkers)
+        # A file for the slots' lock (a POSIX record lock: the kernel drops it when its
+        # holder dies).  Unlinked at once; the workers inherit the descriptor.
+        self._lockfile = tempfile.TemporaryFile()
+        self.lock_fd = self._lockfile.fileno()
 
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.busy)

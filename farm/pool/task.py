@@ -11,6 +11,7 @@ giving the task back, for up to GRACE seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,11 +22,12 @@ from typing import Any
 
 import cloudpickle
 
-from farm import execute, serialize
+from farm import execute, requests, serialize
 from farm.data import substitute
-from farm.errors import CorruptFile, FarmError, SerializationError, SpoolError
+from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
 from farm.execute import Outcome
 from farm.pool.limits import Limits
+from farm.pool.slots import PARK_POLL, Slots
 from farm.spool import Spool, fs
 
 log = logging.getLogger("farm.pool")
@@ -101,6 +103,7 @@ class TaskRunner:
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
         self.values: dict[str, bytes] = {}  # pickled values of our latest successes
         self.output = Output(pool, index)
+        self.slots: Slots  # (set by Worker)
 
     def run_task(self, path: str, key: str, attempt: int) -> str | None:
         """Run the claimed task at path (not a bundle); return the next claim to run (a
@@ -124,10 +127,12 @@ class TaskRunner:
         """Run one claimed task (of the claim at path); its outcome, or None if the task
         went back to ready/ (a file it needs is not visible yet, it does not fit in the
         block's time, or it failed and is retried)."""
+        req: dict[str, Any] = {}
         try:
             func = self._load(header["app"])
             args, kwargs = cloudpickle.loads(body)
             args, kwargs = substitute(args, kwargs, self._dep_value)
+            req = self._request(header, attempt)
         except (_NotVisible, FileNotFoundError) as e:
             # On NFS a file can stay invisible to this node for a while: never conclude
             # from one miss.  Give the task back and look again, for up to GRACE seconds.
@@ -146,31 +151,24 @@ class TaskRunner:
             outcome = execute.failure(SpoolError(
                 f"task {header.get('name')}-{key[:8]}: {e.path} is damaged or forged "
                 f"({e.why}); the task was not run"))
+        except ConfigError as e:  # (a request that cannot be: its sizer's error)
+            outcome = execute.failure(e)
         except Exception as e:
             outcome = execute.failure(e if isinstance(e, SerializationError) else
                                       SerializationError(f"task {header.get('name')}-{key[:8]}: "
                                                          f"cannot load its arguments: {e}"))
         else:
-            if not self.limits.fits(header.get("walltime")):
+            if not self.limits.fits(header.get("walltime") or req.get("running_time")):
                 # It could not finish before the block ends: leave it to another block
                 # (this worker will not claim it again).
                 self.too_long.add(key)
                 self.spool.give_back(path, key, attempt=attempt)
                 return None
-            cwd = header.get("cwd")
-            try:
-                if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
-                    os.chdir(cwd)
-            except OSError as e:
-                outcome = execute.failure(SpoolError(
-                    f"task {header['name']}-{key[:8]}: cannot enter its directory: "
-                    f"{fs.explain(e)}"))
-            else:
-                with self.output as span:
-                    outcome = execute.call(header["kind"], header["name"], func, args,
-                                           kwargs, header)
-                if span.end > span.start:
-                    outcome.head["output"] = [span.name, span.start, span.end]
+            got = self._slots_for(path, key, attempt, header, req) if req else [self.index]
+            if got is None:
+                return None  # (back in ready/)
+            outcome = got if isinstance(got, Outcome) else self._call(
+                key, header, func, args, kwargs, got, req)
         if outcome.head["status"] != "ok":
             try:
                 if self._retry(key, attempt, header, outcome, path):
@@ -178,6 +176,70 @@ class TaskRunner:
             except (FarmError, ValueError, TypeError) as e:  # a damaged attempts/ record...
                 log.error("pool %s: retry of %s not possible: %s", self.pool, key, e)
         return outcome
+
+    def _call(self, key: str, header: dict[str, Any], func: Callable[..., Any],
+              args: tuple, kwargs: dict[str, Any], taken: list[int],
+              req: dict[str, Any]) -> Outcome:
+        """Call the app in the task's directory, on its slots (taken: their indexes, this
+        worker's first), with what it prints counted (Output)."""
+        cwd = header.get("cwd")
+        try:
+            if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
+                os.chdir(cwd)
+        except OSError as e:
+            return execute.failure(SpoolError(
+                f"task {header['name']}-{key[:8]}: cannot enter its directory: "
+                f"{fs.explain(e)}"))
+        try:
+            with self.output as span, (self.slots.granted(taken, req) if req
+                                       else contextlib.nullcontext()):
+                outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
+                                       header)
+        finally:
+            if len(taken) > 1:
+                self.slots.release(taken)
+        if span.end > span.start:
+            outcome.head["output"] = [span.name, span.start, span.end]
+        return outcome
+
+    def _request(self, header: dict[str, Any], attempt: int) -> dict[str, Any]:
+        """What the task asks of the node at this attempt (farm.requests): its header's
+        request, or what its sizer (a request that depends on the attempt) says."""
+        req = header.get("resources") or {}
+        if header.get("sizer"):
+            req = requests.at(self._load(header["sizer"])(attempt), attempt,
+                              f"task {header.get('name')}-{header.get('key', '')[:8]}")
+        return req if isinstance(req, dict) else {}
+
+    def _slots_for(self, path: str, key: str, attempt: int, header: dict[str, Any],
+                   req: dict[str, Any]) -> list[int] | Outcome | None:
+        """The slots a task with a request runs on (farm.pool.slots), once their workers
+        have parked; a failure if it can never fit this pool's node; None if it went back
+        to ready/ (another task holds this worker's slot, or the block is ending)."""
+        node = self.slots.node
+        k = requests.slots_needed(req, node)
+        if k <= 1:
+            return [self.index]
+        if k > int(node["slots"]):
+            return execute.failure(ConfigError(
+                f"task {header.get('name')}-{key[:8]}: {requests.too_big(req, node)}"))
+        delay = PARK_POLL[0]
+        taken = self.slots.take(k)
+        while taken is None or not self.slots.lenders_parked(taken):
+            if self.slots.lent() or self.limits.draining() or self._orphaned():
+                if taken is not None:
+                    self.slots.release(taken)
+                self.spool.give_back(path, key, attempt=attempt)
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, PARK_POLL[1])
+            if taken is None:
+                taken = self.slots.take(k)
+        return taken
+
+    def _orphaned(self) -> bool:
+        parent = getattr(self, "parent", None)
+        return parent is not None and os.getppid() != parent
 
     def result_head(self, header: dict[str, Any], outcome: Outcome, attempt: int,
                     t_claimed: float) -> dict[str, Any]:

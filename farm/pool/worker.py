@@ -17,19 +17,23 @@ import signal
 import time
 from types import FrameType
 
-from farm import execute, resources
+from farm import execute, requests, resources
 from farm.pool.bundles import BundleRunner, Results
 from farm.pool.limits import Limits
 from farm.pool.shared import COLD_POLL, IDLE_POLL, IO_BACKOFF, OPKEYS, WARM_IDLE, Board
-from farm.spool import Spool, fs, is_bundle, split_name
+from farm.pool.slots import Slots
+from farm.spool import Spool, entry_priority, fs, is_bundle, split_name
 
 log = logging.getLogger("farm.pool")
+
+RELIST = 2.0  # seconds a worker works through one listing of ready/ before it looks again
 
 
 class Worker(BundleRunner):
     """One worker process of a pool (runs after fork): ``Worker(...).main()``."""
 
     held = False  # claims kept through an I/O error, to be run first
+    listed_at = 0.0  # time.monotonic() of the last listing of ready/
 
     def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, *,
                  limits: Limits | None = None, board: Board | None = None):
@@ -38,6 +42,10 @@ class Worker(BundleRunner):
         test runs in its own process)."""
         super().__init__(pool, index, limits or Limits(), board or Board(nworkers))
         self.spool_path, self.nworkers = spool_path, nworkers
+        accel = self.limits.accelerators
+        node = self.limits.node or requests.shape(
+            nworkers, resources.node_cores(), resources.node_memory() / 2**20, len(accel))
+        self.slots = Slots(self.board, index, node, self.limits.affinity, accel)
 
     def main(self) -> None:
         signal.signal(signal.SIGTERM, self._terminate)
@@ -93,11 +101,18 @@ class Worker(BundleRunner):
             self._set_busy(False)
             time.sleep(IDLE_POLL[2])
             return [], delay
+        if self.slots.lent():  # a task on several slots needs ours: claim nothing
+            self._set_busy(False)
+            self.slots.park(lambda: os.getppid() == self.parent)
+            return [], fs.min_poll(IDLE_POLL[0])
+        if names and time.monotonic() - self.listed_at > RELIST:
+            names = []  # (stale: work that came since, of a higher priority, goes first)
         if not names:
             if self.board.cold.value and self.index:
                 time.sleep(IDLE_POLL[1])  # worker 0 looks for the pool (see COLD_POLL)
                 return names, delay
             names = self._candidates()
+            self.listed_at = time.monotonic()
             if not names:
                 self._set_busy(False)
                 self._count_ops()  # (idle polling counts too)
@@ -115,8 +130,8 @@ class Worker(BundleRunner):
     def _run_chain(self, path: str | None) -> None:
         self._set_busy(True)
         while path:
-            if self.limits.draining():  # (a dependent we promoted): leave it to others
-                self.spool.give_back(path)
+            if self.limits.draining() or self.slots.lent():
+                self.spool.give_back(path)  # (a dependent we promoted): leave it to others
                 break
             path = self.run(path)
         self._count_ops()
@@ -131,10 +146,19 @@ class Worker(BundleRunner):
         names, rung = self.spool.ready_listing()
         if rung:
             self.board.doorbell.value = True
+        ranked = False
         for name in names:
             if self.too_long and split_name(name)[0] in self.too_long:
                 continue
+            ranked = ranked or "~" in name
             (mine if int(name.lstrip("B")[:4], 16) % n == self.index else others).append(name)
+        if ranked:
+            # Some have a priority: the highest first (tried last to first), whoever's
+            # share they are in; at random within a priority.
+            names = mine + others
+            random.shuffle(names)
+            names.sort(key=entry_priority)
+            return names
         names = mine or others
         random.shuffle(names)
         return names

@@ -38,10 +38,12 @@ from farm.spool.layout import (
     OK,
     SHARDS,
     entry_name,
+    entry_priority,
     entry_tasks,
     is_bundle,
     is_entry,
     new_bundle_id,
+    priority_of,
     shard,
     split_name,
 )
@@ -49,8 +51,8 @@ from farm.spool.liveness import Liveness, PoolWatch
 from farm.spool.recovery import FIRST
 
 __all__ = ["DEP_FAILED", "DIRS", "FAILED", "FIRST", "OK", "SHARDS", "PoolWatch", "Spool",
-           "driver_identity", "entry_name", "entry_tasks", "is_bundle", "is_entry",
-           "new_bundle_id", "shard", "split_name"]
+           "driver_identity", "entry_name", "entry_priority", "entry_tasks", "is_bundle",
+           "is_entry", "new_bundle_id", "priority_of", "shard", "split_name"]
 
 
 class Spool(Liveness, DriverLock):

@@ -13,7 +13,17 @@ from collections.abc import Iterable
 
 from farm.errors import CorruptFile, SpoolError, pack_exception
 from farm.spool import fs, records
-from farm.spool.layout import DEP_FAILED, FAILED, HEAD, OK, _read_head, is_bundle, shard
+from farm.spool.layout import (
+    DEP_FAILED,
+    FAILED,
+    HEAD,
+    OK,
+    _read_head,
+    entry_name,
+    is_bundle,
+    priority_of,
+    shard,
+)
 from farm.spool.tasks import Tasks, _check_task
 
 
@@ -136,7 +146,7 @@ class Graph(Tasks):
                 return None
             if status != OK:
                 failed.append(dep)
-        got = self.advance(key, failed, header.get("name"), claim_into)
+        got = self.advance(key, failed, header.get("name"), claim_into, priority_of(header))
         if claim_into and got and got != DEP_FAILED and len(data) < HEAD:
             # The whole payload was read (write once: it is what the claim holds), so
             # read_task does not open it again.
@@ -157,7 +167,7 @@ class Graph(Tasks):
                                   "t_end": time.time()}, pack_exception(exc))
 
     def advance(self, key: str, failed: list[str], name: str | None = None,
-                claim_into: str | None = None) -> str | None:
+                claim_into: str | None = None, priority: int = 0) -> str | None:
         """Move waiting/KEY on, its dependencies all settled (failed: those that did not
         succeed).  The driver calls this directly when it has seen every dependency's
         outcome; try_promote after reading them from the spool."""
@@ -174,7 +184,8 @@ class Graph(Tasks):
             })
             fs.unlink(src)
             return DEP_FAILED
-        dst = os.path.join(claim_into, key) if claim_into else self.p("ready", key)
+        entry = entry_name(key, 0, priority)
+        dst = os.path.join(claim_into, entry) if claim_into else self.p("ready", entry)
         try:
             fs.rename(src, dst)
         except FileNotFoundError:
@@ -213,7 +224,7 @@ class Graph(Tasks):
             pending = [d for d in header.get("deps", []) if self.result_status(d) != OK]
             for d in pending:
                 self.add_dependent(d, k, self.entry_of(d))
-            self.enqueue(k, ready=not pending)
+            self.enqueue(k, ready=not pending, priority=priority_of(header))
             if pending:
                 self.try_promote(k)  # entry, edges, then one look (a driver's backstop too)
             requeued.append(k)

@@ -39,7 +39,7 @@ def shard(key: str) -> str:
     return key[:2]
 
 
-_ENTRY = re.compile(r"([0-9a-f]{32}|B[0-9a-f]{20}-[0-9]+)(@[0-9]+)?")
+_ENTRY = re.compile(r"([0-9a-f]{32}|B[0-9a-f]{20}-[0-9]+)(@[0-9]+)?(~[0-9]+)?")
 
 
 DOORBELL = "shutdown"  # a name in ready/ that is no entry: see Paths.doorbell_path
@@ -69,13 +69,30 @@ def new_bundle_id(n: int) -> str:
 
 
 def split_name(name: str) -> tuple[str, int]:
-    """A ready/claimed entry name -> (key, attempt)."""
-    key, _, attempt = name.partition("@")
+    """A ready/claimed entry name (KEY[@ATTEMPT][~PRIORITY]) -> (key, attempt)."""
+    key, _, attempt = name.partition("~")[0].partition("@")
     return key, int(attempt) if attempt.isdigit() else 0
 
 
-def entry_name(key: str, attempt: int) -> str:
-    return f"{key}@{attempt}" if attempt else key
+def entry_name(key: str, attempt: int, priority: int = 0) -> str:
+    """A task's name in ready/ and claimed/: its key, the attempt after the first, and
+    its priority when it has one (so that a worker can order what it lists)."""
+    name = f"{key}@{attempt}" if attempt else key
+    return f"{name}~{priority}" if priority else name
+
+
+def entry_priority(name: str) -> int:
+    _, tilde, p = name.rpartition("~")
+    return int(p) if tilde and p.isdigit() else 0
+
+
+def priority_of(header: dict[str, Any]) -> int:
+    """A task's priority, from its header's request (0: none)."""
+    req = header.get("resources")
+    try:
+        return max(0, int(req.get("priority") or 0)) if isinstance(req, dict) else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 class Paths:

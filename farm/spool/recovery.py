@@ -22,6 +22,7 @@ from farm.spool.layout import (
     FAILED,
     SHARDS,
     entry_name,
+    entry_priority,
     entry_tasks,
     is_bundle,
     is_entry,
@@ -156,7 +157,8 @@ class Recovery(Graph):
                        lost: str | None) -> int | None:
         """give_back of one task of claim (the claim itself, or a task of the bundle it
         is); lost: why it was lost mid-run, if it was (it is charged)."""
-        bundled = is_bundle(os.path.basename(claim))
+        name = os.path.basename(claim)
+        bundled = is_bundle(name)
         if lost is not None:
             try:
                 header = self.task_header(key) or {}
@@ -189,7 +191,8 @@ class Recovery(Graph):
             log.warning("task %s requeued as attempt %d (lost %d of %d times allowed): %s",
                         label, attempt + 1, crashes, budget, lost)
             attempt += 1
-        ready = self.p("ready", entry_name(key, attempt))
+        # (a task keeps its priority; the tasks of a bundle have none)
+        ready = self.p("ready", entry_name(key, attempt, 0 if bundled else entry_priority(name)))
         try:
             if bundled:
                 fs.link(claim, ready)

@@ -22,6 +22,7 @@ from farm.spool.layout import (
     entry_tasks,
     is_entry,
     new_bundle_id,
+    priority_of,
     split_name,
 )
 from farm.spool.results import Results
@@ -70,7 +71,8 @@ class Tasks(Results):
         """
         if len(items) == 1:
             key, header, body = items[0]
-            entry, tmp = key, self.p("tmp", f"{key}.new")
+            tmp = self.p("tmp", f"{key}.new")
+            entry = entry_name(key, 0, priority_of(header)) if state == "ready" else key
             try:
                 self._create_new(tmp, records.encode("TASK", header, body, self.key))
             except OSError:
@@ -163,10 +165,12 @@ class Tasks(Results):
         return [k for s in SHARDS if s.startswith(prefix[:2])
                 for k in fs.listdir(self.p("tasks", s)) if k.startswith(prefix) and is_entry(k)]
 
-    def enqueue(self, key: str, ready: bool) -> None:
-        """Link a published payload into ready/ or waiting/ (EEXIST: it is already there)."""
+    def enqueue(self, key: str, ready: bool, priority: int = 0) -> None:
+        """Link a published payload into ready/ or waiting/ (EEXIST: it is already there).
+        priority: the task's (priority_of its header), for its name in ready/."""
+        name = entry_name(key, 0, priority) if ready else key
         try:
-            fs.link(self.task_path(key), self.p("ready" if ready else "waiting", key))
+            fs.link(self.task_path(key), self.p("ready" if ready else "waiting", name))
         except FileExistsError:
             pass
 

@@ -62,6 +62,7 @@ class Apps:
     def __init__(self, spool: Spool, crash_retries: int = 2):
         self.spool = spool
         self.ids: dict[int, str] = {}  # id(function) -> APP
+        self.written: set[str] = set()  # the APPs stored
         # In headers only when not the pools' default (Spool's CRASH_RETRIES).
         self.extra = {} if crash_retries == CRASH_RETRIES else {"crash_retries": crash_retries}
 
@@ -72,17 +73,21 @@ class Apps:
         # retry_handler, then the opts: cwd, walltime, outputs, inputs, stdout, stderr).
         # task.deps and opts values may be tuples: JSON writes them as the lists they are.
         app = self.app_id(task.func)
+        opts = task.opts
+        if "sizer" in opts:  # (a request that depends on the attempt: the pool calls it)
+            opts = {**opts, "sizer": self.app_id(opts["sizer"], remember=False)}
         if task.retry_handler is None:
             return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
                     "deps": task.deps, "retries": task.retries, "created": time.time(),
-                    **self.extra, **task.opts}
+                    **self.extra, **opts}
         return {"key": task.key, "name": task.name, "kind": task.kind, "app": app,
                 "deps": task.deps, "retries": task.retries, "created": time.time(),
-                "retry_handler": self.app_id(task.retry_handler), **self.extra, **task.opts}
+                "retry_handler": self.app_id(task.retry_handler), **self.extra, **opts}
 
-    def app_id(self, func: Any) -> str:
-        """Store each app's pickled function once per spool (named by its hash)."""
-        app_id = self.ids.get(id(func))
+    def app_id(self, func: Any, remember: bool = True) -> str:
+        """Store each app's pickled function once per spool (named by its hash).  Not
+        remember: a function made for one call (its id may be another's later)."""
+        app_id = self.ids.get(id(func)) if remember else None
         if app_id is None:
             try:
                 blob = serialize.dumps(func)
@@ -90,12 +95,18 @@ class Apps:
                 raise SerializationError(f"app {getattr(func, '__name__', func)} cannot be "
                                          f"pickled: {type(e).__name__}: {e}") from e
             app_id = hashlib.sha256(blob).hexdigest()[:32]
+            if app_id in self.written:  # (a new function object, the same pickle)
+                if remember:
+                    self.ids[id(func)] = app_id
+                return app_id
+            self.written.add(app_id)
             # (identity: what its keys cover, so that farm show can tell a task that ran
             # again because its app, or what the app reads, changed)
             self.spool.put_app(app_id, {"name": getattr(func, "__name__", "?"),
                                         "python": sys.version.split()[0],
                                         "identity": app_identity(func)}, blob)
-            self.ids[id(func)] = app_id
+            if remember:
+                self.ids[id(func)] = app_id
         return app_id
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from farm import requests, resources
 from farm.dataflow.futures import AppFuture
 from farm.dataflow.task import TaskRecord
 from farm.errors import (
@@ -112,6 +113,7 @@ class SpoolExecutor:
         # What became of the calls (counted by the writer thread).
         self.stats = {"submitted": 0, "attached": 0, "done_before": 0, "rerun": 0}
         self.running: Running | None = None  # from start() on
+        self._shape: dict[str, Any] | None = None  # (node_shape, worked out once)
 
     def __repr__(self) -> str:
         return f"SpoolExecutor(label={self.label!r}, spool={self.spool_path!r})"
@@ -244,6 +246,12 @@ class SpoolExecutor:
             task.future.set_exception(run.upkeep.broken)
             return
         walltime = task.opts.get("walltime")
+        req = task.opts.get("resources")
+        if req:
+            walltime = max(walltime or 0, req.get("running_time") or 0)
+            if (too_big := self._never_holds(req)) is not None:
+                task.future.set_exception(ConfigError(f"task {task.label}: {too_big}"))
+                return
         if walltime and (too_long := self._never_fits(float(walltime))):
             task.future.set_exception(ConfigError(f"task {task.label}: {too_long}"))
             return
@@ -259,6 +267,35 @@ class SpoolExecutor:
         # The hand-off: from here on the call is the writer thread's (writer.py), which
         # puts it into the spool and registers its future.
         run.writer.outbox.put(Submit(task, header, body))
+
+    def _never_holds(self, req: dict[str, Any]) -> str | None:
+        """Why no pool of this executor can ever hold a task of this request (cores,
+        memory, GPUs), if none can and their nodes are known: this machine's for local
+        pools, the provider's cores_per_node and mem_per_node (GB) for Slurm's."""
+        node = self.node_shape()
+        return None if node is None else requests.too_big(req, node)
+
+    def node_shape(self) -> dict[str, Any] | None:
+        """The shape of this executor's pools' nodes, as farm.requests counts it (None:
+        not known before a pool starts)."""
+        if self._shape is not None:
+            return self._shape
+        provider = self.provider
+        if getattr(provider, "label", None) == "local":
+            cores, memory = float(resources.node_cores()), resources.node_memory() / 2**20
+        elif getattr(provider, "cores_per_node", None):
+            cores = float(provider.cores_per_node)  # type: ignore[union-attr]
+            mem_gb = getattr(provider, "mem_per_node", None)
+            memory = float(mem_gb) * 1024 if mem_gb else float("inf")
+        else:
+            return None
+        slots = int(min(cores // self.cores_per_worker, self.workers or cores,
+                        len(self.accelerators) or cores))
+        if self.mem_per_worker and memory != float("inf"):
+            slots = min(slots, int(memory / 1024 // self.mem_per_worker))
+        self._shape = requests.shape(max(1, slots), cores, min(memory, 2**62),
+                                     len(self.accelerators))
+        return self._shape
 
     def _never_fits(self, walltime: float) -> str | None:
         """Why no block can ever run a task of this walltime, if none can: a pool claims a

@@ -32,7 +32,7 @@ from farm.executors.spool.calls import not_submitted
 from farm.executors.spool.collector import Collector
 from farm.executors.spool.pending import Pending
 from farm.executors.spool.upkeep import Upkeep
-from farm.spool import OK, Spool, fs
+from farm.spool import OK, Spool, fs, priority_of
 
 log = logging.getLogger("farm.executor")
 
@@ -113,9 +113,9 @@ class Writer:
         the spool yet, not a repeat of one in this bundle) whose dependencies all have
         succeeded, with small arguments.  False: write it on its own."""
         task = item.task
-        if self.upkeep.fenced or len(item.body) > 65536 \
+        if self.upkeep.fenced or len(item.body) > 65536 or priority_of(task.opts) \
                 or any(s.task.key == task.key for s in group):
-            return False
+            return False  # (a bundle has no priority: its tasks keep theirs alone)
         for f in task.waits_on:
             if not f.done() or f.exception() is not None:
                 return False
@@ -231,7 +231,7 @@ class Writer:
     def _enqueue(self, task: TaskRecord, done: dict[str, bool], ready: bool) -> None:
         """Enter an existing payload in its state (an orphan: see Spool.is_orphan)."""
         self.upkeep.ensure_blocks()
-        self.spool.enqueue(task.key, ready=ready)
+        self.spool.enqueue(task.key, ready=ready, priority=priority_of(task.opts))
         if not ready:
             self._index_deps(task, done)
 
@@ -261,7 +261,8 @@ class Writer:
         def promote() -> None:  # (in the thread that resolves the last of deps)
             failed = [f.key for f in deps if f.exception() is not None]
             try:
-                self.spool.advance(task.key, failed, task.name)
+                self.spool.advance(task.key, failed, task.name,
+                                   priority=priority_of(task.opts))
             except Exception as e:  # the sweeps promote it later
                 log.error("farm: cannot promote %s: %s", task.label, e)
 
