@@ -128,3 +128,28 @@ def test_a_task_longer_than_any_block_fails_at_once(tmp_path):
                                               r"of 600 s"):
             fut.result(10)
         assert ex.blocks == []
+
+
+def test_requests_a_slurm_block_can_never_hold_fail_at_once(tmp_path):
+    """The provider says what a node has: a request above it, or a running time above the
+    block's walltime, fails at submission with an error naming both."""
+    import farm
+    from farm import python_app
+    from farm.executors import SpoolExecutor
+
+    @python_app
+    def step():
+        return 1
+
+    ex = SpoolExecutor(spool=tmp_path / "s", provider=SlurmProvider(
+        walltime="00:10:00", cores_per_node=4, mem_per_node=8))
+    spec = "parsl_resource_specification"
+    with farm.load(farm.Config(executors=[ex], progress=False)):
+        with pytest.raises(ConfigError, match=r"cores=8, more than the largest node of its "
+                                              r"pools has \(4 cores, 8,192 MB, 0 GPUs"):
+            step(**{spec: {"cores": 8}}).result(10)
+        with pytest.raises(ConfigError, match=r"running_time \(900 s\) is longer than any"):
+            step(**{spec: {"running_time_min": 15}}).result(10)
+        with pytest.raises(ConfigError, match="num_nodes=2: farm runs a task on one node"):
+            step(**{spec: {"num_nodes": 2}}).result(10)
+        assert ex.blocks == []

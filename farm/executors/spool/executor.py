@@ -245,14 +245,15 @@ class SpoolExecutor:
         if run.upkeep.broken:
             task.future.set_exception(run.upkeep.broken)
             return
-        walltime = task.opts.get("walltime")
+        walltime, what = task.opts.get("walltime"), "walltime"
         req = task.opts.get("resources")
         if req:
-            walltime = max(walltime or 0, req.get("running_time") or 0)
+            if (req.get("running_time") or 0) > (walltime or 0):
+                walltime, what = req["running_time"], "running_time"
             if (too_big := self._never_holds(req)) is not None:
                 task.future.set_exception(ConfigError(f"task {task.label}: {too_big}"))
                 return
-        if walltime and (too_long := self._never_fits(float(walltime))):
+        if walltime and (too_long := self._never_fits(float(walltime), what)):
             task.future.set_exception(ConfigError(f"task {task.label}: {too_long}"))
             return
         try:
@@ -297,7 +298,7 @@ class SpoolExecutor:
                                      len(self.accelerators))
         return self._shape
 
-    def _never_fits(self, walltime: float) -> str | None:
+    def _never_fits(self, walltime: float, what: str = "walltime") -> str | None:
         """Why no block can ever run a task of this walltime, if none can: a pool claims a
         task only if it can finish before the pool's block ends, less the margin that hands
         claims back (at most 15 s), so a task longer than that would wait for ever."""
@@ -309,7 +310,7 @@ class SpoolExecutor:
         room = block - min(15.0, drain)
         if walltime <= room:
             return None
-        return (f"its walltime ({walltime:g} s) is longer than any block can give it "
+        return (f"its {what} ({walltime:g} s) is longer than any block can give it "
                 f"({room:g} s: the provider's walltime of {block:g} s, less {block - room:g} s "
                 "kept to hand tasks back); raise the provider's walltime or lower the task's")
 
