@@ -25,8 +25,8 @@ from farm.errors import ConfigError
 
 # What a request may name (Parsl's keys).  disk is accepted and not managed (pools share
 # the node's disks); running_time_min is running_time in minutes (Work Queue's key);
-# num_nodes, ranks_per_node and num_ranks are Parsl's MPI keys: accepted so that Parsl
-# programs load, refused when they ask for more than one node.
+# num_nodes, ranks_per_node and num_ranks are Parsl's MPI keys: whole nodes of one block
+# (farm.pool.nodes).
 KEYS = ("cores", "memory", "gpus", "running_time", "priority", "disk", "running_time_min",
         "num_nodes", "ranks_per_node", "num_ranks")
 SPEC = "parsl_resource_specification"
@@ -93,9 +93,12 @@ def sizer(spec: Mapping[str, Any]) -> Callable[[int], dict[str, Any]]:
     return request
 
 
-def shape(slots: int, cores: float, memory_mb: float, gpus: int) -> dict[str, Any]:
-    """A pool's node as its slots see it (what heartbeats advertise)."""
-    return {"slots": slots, "cores": cores, "memory": int(memory_mb), "gpus": gpus}
+def shape(slots: int, cores: float, memory_mb: float, gpus: int,
+          nodes: int = 1) -> dict[str, Any]:
+    """A pool's node as its slots see it, and the nodes of its block (what heartbeats
+    advertise)."""
+    return {"slots": slots, "cores": cores, "memory": int(memory_mb), "gpus": gpus,
+            "nodes": nodes}
 
 
 def slots_needed(req: Mapping[str, Any], node: Mapping[str, Any]) -> int:
@@ -112,8 +115,9 @@ def slots_needed(req: Mapping[str, Any], node: Mapping[str, Any]) -> int:
     gpus = int(req.get("gpus") or 0)
     if gpus:
         need = max(need, gpus if node["gpus"] else n + 1)
-    if int(req.get("num_nodes") or 1) > 1:
-        need = n + 1  # (see too_big)
+    nodes = int(req.get("num_nodes") or 1)
+    if nodes > 1:  # whole nodes (farm.pool.nodes)
+        need = n if nodes <= int(node.get("nodes") or 1) else n + 1
     return need
 
 
@@ -121,9 +125,10 @@ def too_big(req: Mapping[str, Any], node: Mapping[str, Any]) -> str | None:
     """Why a request cannot run in a pool of this shape, or None if it can."""
     if slots_needed(req, node) <= int(node["slots"]):
         return None
-    if int(req.get("num_nodes") or 1) > 1:
-        return (f"it asks for num_nodes={_num(req['num_nodes'])}: farm runs a task on one node; "
-                "tasks across nodes (MPI) are not supported yet")
+    if int(req.get("num_nodes") or 1) > int(node.get("nodes") or 1):
+        return (f"it asks for num_nodes={_num(req['num_nodes'])}, more than a block of its "
+                f"pools has ({int(node.get('nodes') or 1)}); raise the provider's "
+                "nodes_per_block, or ask for fewer nodes")
     asked = ", ".join(f"{k}={_num(v)}" for k, v in req.items()
                       if k in ("cores", "memory", "gpus"))
     return (f"it asks for {asked}, more than the largest node of its pools has "

@@ -150,6 +150,7 @@ def test_requests_a_slurm_block_can_never_hold_fail_at_once(tmp_path):
             step(**{spec: {"cores": 8}}).result(10)
         with pytest.raises(ConfigError, match=r"running_time \(900 s\) is longer than any"):
             step(**{spec: {"running_time_min": 15}}).result(10)
-        with pytest.raises(ConfigError, match="num_nodes=2: farm runs a task on one node"):
+        with pytest.raises(ConfigError, match=r"num_nodes=2, more than a block of its pools "
+                                              r"has \(1\); raise the provider's nodes_per_"):
             step(**{spec: {"num_nodes": 2}}).result(10)
         assert ex.blocks == []

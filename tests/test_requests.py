@@ -163,7 +163,10 @@ def test_slots_needed_counts_the_largest_need():
     assert requests.slots_needed({"memory": 9000}, node) == 3
     assert requests.slots_needed({"gpus": 2, "cores": 1}, node) == 2
     assert requests.too_big({"cores": 9}, node)
-    assert "not supported yet" in requests.too_big({"num_nodes": 2}, node)
+    assert "more than a block of its pools has (1)" in requests.too_big({"num_nodes": 2}, node)
+    three = requests.shape(4, 8, 16000, 0, nodes=3)  # a block of 3 such nodes
+    assert requests.slots_needed({"num_nodes": 2}, three) == 4  # whole nodes
+    assert requests.too_big({"num_nodes": 3}, three) is None
     assert requests.too_big({"cores": 8, "memory": 16000}, node) is None
     assert os.environ.get("FARM_CORES") is None  # (nothing leaks into the test process)
 

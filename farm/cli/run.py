@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         spool = ex.spool
         assert spool is not None  # (made by load)
         if limit is None:
-            futures = [_line(*asked[ln], cwd, **opts) for ln in lines]
+            futures = [_line(asked[ln][0], asked[ln][1], cwd, **opts) for ln in lines]
         else:
             futures = _submit_until(lines, asked, cwd, opts, limit, ex)
         keys = [f.key for f in futures]
@@ -200,7 +200,8 @@ def _submit_until(lines: list, asked: dict, cwd: str, opts: dict, limit: int,
             print(f"farm run: {limit} lines failed; submitting no more "
                   f"({len(lines) - len(futures)} left)", file=sys.stderr)
             break
-        futures.append(_line(*asked[ln], cwd, **opts))
+        command, request = asked[ln]
+        futures.append(_line(command, request, cwd, **opts))
     return futures
 
 

@@ -26,7 +26,7 @@ from types import FrameType
 
 from farm import requests, resources
 from farm.errors import ConfigError, FarmError, SpoolError
-from farm.pool import slots
+from farm.pool import nodes, slots
 from farm.pool.limits import Limits
 from farm.pool.shared import COLD_BEAT, COLD_LEASE_BEATS, COLD_RARE, RING, WARM_IDLE, Board
 from farm.pool.worker import Worker
@@ -59,7 +59,8 @@ class Pool:
                                                accelerators)
         resources.cpus_for(0, self.nworkers, cpu_affinity)  # a bad mode fails here, once
         self.node = requests.shape(self.nworkers, resources.node_cores(),
-                                   resources.node_memory() / 2**20, len(accelerators))
+                                   resources.node_memory() / 2**20, len(accelerators),
+                                   nodes.block_nodes())
         self.limits = Limits.of_block(end_time, drain, cpu_affinity, accelerators, self.node)
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat
@@ -89,6 +90,9 @@ class Pool:
         self.deaf_until = 0.0  # the doorbell is not listened to until then
         self.stopping = ""
         self.watch = PoolWatch(self.spool, me=self.id)
+        # In a block of several nodes, tasks across nodes may borrow ours (farm.pool.nodes).
+        self.lender = nodes.Lender(self.spool, self.id, self.board) \
+            if self.node["nodes"] > 1 else None
         self.sweep_period = sweep
         self.started = time.time()
         self.lost = 0
@@ -139,6 +143,8 @@ class Pool:
                 return
             self.advertised = self.cold_lease if cold else self.lease
             self._beat("running")
+            if self.lender is not None:
+                self.lender.look()  # (a block of several nodes: tasks across them)
             # Cold, the doorbell brings a shutdown request to us (below); control/ and the
             # other pools are looked at every COLD_RARE beats only.
             rare = not cold or self.beats % COLD_RARE == 0
@@ -196,7 +202,7 @@ class Pool:
 
     def _start(self, i: int) -> None:
         w = Worker(self.spool.path, pool=self.id, index=i, nworkers=self.nworkers,
-                   limits=self.limits, board=self.board)
+                   limits=self.limits, board=self.board, block=self.block)
         self.board.workers[i].reset()
         p = self.ctx.Process(target=w.main, name=f"farm-worker-{i}", daemon=False)
         p.start()
@@ -214,6 +220,8 @@ class Pool:
                          f"{p.exitcode}) while running it",
                     running=self.board.workers[i].running.decode() or FIRST)
                 slots.free(self.board, i)
+                if self.lender is not None:
+                    nodes.drop_reservations(self.spool, self.id, i)
                 self._start(i)
 
     def _stop_workers(self) -> None:
@@ -236,6 +244,12 @@ class Pool:
                 os.rmdir(wdir)
             except OSError:
                 pass
+        if self.lender is not None:
+            # Tasks across nodes: ours give their nodes back; a task waiting for ours
+            # sees its reservation gone and goes back to the queue.
+            nodes.drop_reservations(self.spool, self.id)
+            if self.lender.lent_to is not None:
+                self.spool.release_node(self.id)
 
     def _beat(self, state: str) -> None:
         try:

@@ -85,8 +85,9 @@ class Board:
         return sum(1 for w in self.workers if w.busy)
 
     def idle_for(self) -> float:
-        """Seconds since the last worker became idle (0 while any is busy)."""
-        if any(w.busy for w in self.workers):
+        """Seconds since the last worker became idle (0 while any is busy, or while any
+        slot is held: a task, here or on another node, is using it)."""
+        if any(w.busy for w in self.workers) or any(self.holder):
             return 0.0
         return time.monotonic() - max(w.since for w in self.workers)
 

@@ -102,14 +102,15 @@ class Slots:
                     self.board.holder[j] = 0
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
-        return _lockf(self.board.lock_fd)
+        return locked(self.board)
 
     # -- a task's share of the node ------------------------------------------------------
 
     @contextlib.contextmanager
-    def granted(self, taken: list[int], req: dict[str, Any]) -> Iterator[None]:
+    def granted(self, taken: list[int], req: dict[str, Any],
+                more: dict[str, str] | None = None) -> Iterator[None]:
         """Run the body pinned to the slots' CPUs, with their accelerators and thread
-        counts in the environment; put the worker's own back afterwards."""
+        counts in the environment (and more); put the worker's own back afterwards."""
         mode = self.affinity if self.affinity != "none" else "block"
         cpus = sorted({c for j in taken
                        for c in resources.cpus_for(j, self.n, mode, self.cpus) or []})
@@ -122,6 +123,7 @@ class Slots:
         if self.accelerators:
             ids = ",".join(self.accelerators[j % len(self.accelerators)] for j in sorted(taken))
             env.update({v: ids for v in resources.ACCEL_VARS})
+        env.update(more or {})
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -140,7 +142,7 @@ class Slots:
 
 def free(board: Board, worker: int) -> None:
     """Free the slots a dead worker held (the manager, before it starts a new one)."""
-    with _lockf(board.lock_fd):
+    with locked(board):
         for j in range(len(board.workers)):
             if board.holder[j] == worker + 1:
                 board.holder[j] = 0
@@ -148,7 +150,9 @@ def free(board: Board, worker: int) -> None:
 
 
 @contextlib.contextmanager
-def _lockf(fd: int) -> Iterator[None]:
+def locked(board: Board) -> Iterator[None]:
+    """The slots' lock (a POSIX record lock: dropped by the kernel if its holder dies)."""
+    fd = board.lock_fd
     fcntl.lockf(fd, fcntl.LOCK_EX)
     try:
         yield

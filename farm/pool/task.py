@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import sys
 import time
@@ -27,6 +28,7 @@ from farm.data import substitute
 from farm.errors import ConfigError, CorruptFile, FarmError, SerializationError, SpoolError
 from farm.execute import Outcome
 from farm.pool.limits import Limits
+from farm.pool.nodes import Borrower
 from farm.pool.slots import PARK_POLL, Slots
 from farm.spool import Spool, fs
 
@@ -100,10 +102,12 @@ class TaskRunner:
         self.pid = os.getpid()  # (again in Worker.main, after the fork)
         self.apps: dict[str, Callable[..., Any]] = {}
         self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
+        self.later: dict[str, float] = {}  # tasks not to claim again before a time
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
         self.values: dict[str, bytes] = {}  # pickled values of our latest successes
         self.output = Output(pool, index)
         self.slots: Slots  # (set by Worker)
+        self.borrower: Borrower  # (set by Worker.main)
 
     def run_task(self, path: str, key: str, attempt: int) -> str | None:
         """Run the claimed task at path (not a bundle); return the next claim to run (a
@@ -167,8 +171,15 @@ class TaskRunner:
             got = self._slots_for(path, key, attempt, header, req) if req else [self.index]
             if got is None:
                 return None  # (back in ready/)
-            outcome = got if isinstance(got, Outcome) else self._call(
-                key, header, func, args, kwargs, got, req)
+            if isinstance(got, Outcome):
+                outcome = got
+            else:
+                beats = None
+                if int(req.get("num_nodes") or 1) > 1:
+                    beats = self._nodes_for(path, key, attempt, req, got)
+                    if beats is None:
+                        return None  # (back in ready/)
+                outcome = self._call(key, header, func, args, kwargs, got, req, beats)
         if outcome.head["status"] != "ok":
             try:
                 if self._retry(key, attempt, header, outcome, path):
@@ -179,9 +190,10 @@ class TaskRunner:
 
     def _call(self, key: str, header: dict[str, Any], func: Callable[..., Any],
               args: tuple, kwargs: dict[str, Any], taken: list[int],
-              req: dict[str, Any]) -> Outcome:
+              req: dict[str, Any], beats: list[dict[str, Any]] | None = None) -> Outcome:
         """Call the app in the task's directory, on its slots (taken: their indexes, this
-        worker's first), with what it prints counted (Output)."""
+        worker's first) and the nodes lent to it (beats: their pools' heartbeats, for a
+        task across nodes), with what it prints counted (Output)."""
         cwd = header.get("cwd")
         try:
             if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
@@ -190,12 +202,16 @@ class TaskRunner:
             return execute.failure(SpoolError(
                 f"task {header['name']}-{key[:8]}: cannot enter its directory: "
                 f"{fs.explain(e)}"))
+        env, nodefile = Borrower.environment(req, beats) if beats else ({}, "")
         try:
-            with self.output as span, (self.slots.granted(taken, req) if req
+            with self.output as span, (self.slots.granted(taken, req, env) if req
                                        else contextlib.nullcontext()):
                 outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
                                        header)
         finally:
+            if beats:
+                self.borrower.release([str(b["pool"]) for b in beats])
+                os.unlink(nodefile)
             if len(taken) > 1:
                 self.slots.release(taken)
         if span.end > span.start:
@@ -236,6 +252,19 @@ class TaskRunner:
             if taken is None:
                 taken = self.slots.take(k)
         return taken
+
+    def _nodes_for(self, path: str, key: str, attempt: int, req: dict[str, Any],
+                   taken: list[int]) -> list[dict[str, Any]] | None:
+        """The nodes lent to a task across nodes (farm.pool.nodes), this worker's slots
+        (taken) all held; None if it went back to ready/ (for a few seconds, for this
+        worker: the nodes are busy with another such task, or not up yet)."""
+        beats = self.borrower.gather(
+            key, req, lambda: not (self._orphaned() or self.limits.draining()))
+        if beats is None:
+            self.slots.release(taken)
+            self.spool.give_back(path, key, attempt=attempt)
+            self.later[key] = time.monotonic() + random.uniform(1.0, 3.0)
+        return beats
 
     def _orphaned(self) -> bool:
         parent = getattr(self, "parent", None)

@@ -20,6 +20,7 @@ from types import FrameType
 from farm import execute, requests, resources
 from farm.pool.bundles import BundleRunner, Results
 from farm.pool.limits import Limits
+from farm.pool.nodes import Borrower
 from farm.pool.shared import COLD_POLL, IDLE_POLL, IO_BACKOFF, OPKEYS, WARM_IDLE, Board
 from farm.pool.slots import Slots
 from farm.spool import Spool, entry_priority, fs, is_bundle, split_name
@@ -36,12 +37,13 @@ class Worker(BundleRunner):
     listed_at = 0.0  # time.monotonic() of the last listing of ready/
 
     def __init__(self, spool_path: str, pool: str, index: int, nworkers: int, *,
-                 limits: Limits | None = None, board: Board | None = None):
+                 limits: Limits | None = None, board: Board | None = None,
+                 block: str | None = None):
         """Worker index of nworkers in pool.  limits: the pool's (default: none); board:
         the memory shared with the manager (default: one of its own, for a worker that a
-        test runs in its own process)."""
+        test runs in its own process); block: the pool's block."""
         super().__init__(pool, index, limits or Limits(), board or Board(nworkers))
-        self.spool_path, self.nworkers = spool_path, nworkers
+        self.spool_path, self.nworkers, self.block = spool_path, nworkers, block
         accel = self.limits.accelerators
         node = self.limits.node or requests.shape(
             nworkers, resources.node_cores(), resources.node_memory() / 2**20, len(accel))
@@ -55,6 +57,7 @@ class Worker(BundleRunner):
         resources.pin(self.index, self.nworkers, self.limits.affinity,
                       self.limits.accelerators)
         self.spool = Spool(self.spool_path)
+        self.borrower = Borrower(self.spool, self.pool, self.index, self.block)
         self.output.open(self.spool.path)
         self.pid = os.getpid()
         self.results = Results(self.spool)
@@ -147,8 +150,12 @@ class Worker(BundleRunner):
         if rung:
             self.board.doorbell.value = True
         ranked = False
+        if self.later:
+            now = time.monotonic()
+            self.later = {k: t for k, t in self.later.items() if t > now}
         for name in names:
-            if self.too_long and split_name(name)[0] in self.too_long:
+            if (self.too_long or self.later) and (
+                    (key := split_name(name)[0]) in self.too_long or key in self.later):
                 continue
             ranked = ranked or "~" in name
             (mine if int(name.lstrip("B")[:4], 16) % n == self.index else others).append(name)

@@ -26,7 +26,8 @@ from farm.spool import fs, records, sign
 log = logging.getLogger("farm.spool")
 
 DIRS = ("tmp", "apps", "tasks", "waiting", "ready", "claimed", "results", "notices", "deps",
-        "attempts", "pools", "blocks", "out", "logs", "quarantine", "control", "runs")
+        "attempts", "pools", "blocks", "out", "logs", "quarantine", "control", "runs",
+        "nodes")
 # Made with the spool: a shard directory made on first use is one that other nodes may have
 # looked up and cached as missing (NFS), and would not see for seconds.
 SHARDED = ("tasks", "results", "deps")

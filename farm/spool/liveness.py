@@ -137,6 +137,34 @@ class Liveness(Recovery):
             fs.unlink(path)
 
 
+    # -- whole nodes for tasks across nodes (farm.pool.nodes) ----------------------------------
+
+    def reserve_node(self, pool: str, record: dict[str, Any]) -> bool:
+        """Reserve pool's node for a task across nodes (record: the task, and the pool and
+        worker running it): nodes/POOL, published once; the link decides, False if
+        another task holds it."""
+        return self._publish(self.p("nodes", pool), yaml.safe_dump(record).encode())
+
+    def release_node(self, pool: str) -> None:
+        fs.unlink(self.p("nodes", pool))
+
+    def node_names(self) -> list[str]:
+        """The names in nodes/: POOL (a reservation), POOL@KEY (its pool has lent its
+        node to task KEY).  A fresh listing: what it lacks is not there."""
+        return fs.listdir(self.p("nodes"))
+
+    def node_reservation(self, pool: str) -> dict[str, Any] | None:
+        info = _yaml(fs.read(self.p("nodes", pool)))
+        return info if isinstance(info, dict) else None
+
+    def lend_node(self, pool: str, key: str) -> None:
+        """Say that pool's node is free of other work, for task key (nodes/POOL@KEY)."""
+        self._publish(self.p("nodes", f"{pool}@{key}"), b"")
+
+    def unlend_node(self, name: str) -> None:
+        fs.unlink(self.p("nodes", name))
+
+
 class PoolWatch:
     """Liveness by counters, not clocks: a pool whose heartbeat counter has not moved for
     its lease, timed on this observer's own monotonic clock, is declared dead.  Any number

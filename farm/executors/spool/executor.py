@@ -284,8 +284,8 @@ class SpoolExecutor:
         provider = self.provider
         if getattr(provider, "label", None) == "local":
             cores, memory = float(resources.node_cores()), resources.node_memory() / 2**20
-        elif getattr(provider, "cores_per_node", None):
-            cores = float(provider.cores_per_node)  # type: ignore[union-attr]
+        elif per_node := getattr(provider, "cores_per_node", None):
+            cores = float(per_node)
             mem_gb = getattr(provider, "mem_per_node", None)
             memory = float(mem_gb) * 1024 if mem_gb else float("inf")
         else:
@@ -294,8 +294,10 @@ class SpoolExecutor:
                         len(self.accelerators) or cores))
         if self.mem_per_worker and memory != float("inf"):
             slots = min(slots, int(memory / 1024 // self.mem_per_worker))
+        nodes = 1 if getattr(provider, "label", None) == "local" else int(
+            getattr(provider, "nodes_per_block", 1) or 1)
         self._shape = requests.shape(max(1, slots), cores, min(memory, 2**62),
-                                     len(self.accelerators))
+                                     len(self.accelerators), nodes)
         return self._shape
 
     def _never_fits(self, walltime: float, what: str = "walltime") -> str | None:
