@@ -96,7 +96,7 @@ SCALE_METRICS = (
     ("idle_workers_ops_per_s", "idle", "workers_ops_per_s", "ops/s", "lower",
      "   of which its workers' polling"),
     ("mixed_core_utilisation", "mixed", "core_utilisation", "fraction", "higher",
-     "11. cores held, 1 all-core task per 50 1-core"),
+     "12. cores held, 1 all-core task per 50 1-core"),
 )
 
 # Parsl's runs behind each peer figure (first result: the warm-up of each pool run).

@@ -5,6 +5,7 @@ Real pools, real worker processes, on a pool of 2 slots."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from farm import bash_app, python_app, requests
 from farm.errors import BashExitFailure, ConfigError
 from farm.executors import SpoolExecutor
 from farm.providers import LocalProvider
-from tests.conftest import eventually
+from tests.conftest import FARM, eventually
 
 T = 90
 SPEC = "parsl_resource_specification"
@@ -111,6 +112,9 @@ def test_gpu_tasks_never_share_an_accelerator(tmp_path, monkeypatch):
     wide = read("two")
     assert wide[0] == "g0,g1"
     assert not any(a[1] < wide[2] and wide[1] < a[2] for a in seen)
+    status = subprocess.run([*FARM, "status", str(tmp_path / "s")], capture_output=True,
+                            text=True, timeout=T)
+    assert " node=2c/" in status.stdout and "/2gpu " in status.stdout, status.stdout
 
 
 def test_a_retry_asks_for_more(tmp_path, monkeypatch):

@@ -30,8 +30,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"pools: {len(live)} live" + (f", {len(pools) - len(live)} silent"
                                          if len(pools) > len(live) else ""))
     for p in live:
+        node = p.get("node")
+        shape = ""
+        if isinstance(node, dict) and isinstance(node.get("cores"), (int, float)):
+            # (what farm.requests packs tasks into: cores, memory, accelerators)
+            shape = (f" node={node['cores']:g}c/{int(node.get('memory') or 0) // 1024}G/"
+                     f"{node.get('gpus', 0)}gpu")
         print(f"  {p['pool']} block={p.get('block')} workers={p.get('workers')} "
-              f"busy={p.get('busy')} heartbeat {p['age']:.0f}s ago")
+              f"busy={p.get('busy')}{shape} heartbeat {p['age']:.0f}s ago")
     if failed:
         print(f"recent failures (of {len(failed)}):")
         failed.sort(key=lambda kh: kh[1].get("t_end") or 0, reverse=True)
