@@ -68,7 +68,11 @@ def test_app_defaults_and_a_request_that_never_fits(tmp_path, monkeypatch):
         import os
         return os.environ["OMP_NUM_THREADS"], os.environ["FARM_CORES"]
 
-    assert threads().result(T) == ("2", "2")
+    wide = threads()
+    assert wide.result(T) == ("2", "2")
+    shown = subprocess.run([*FARM, "show", str(ex.spool.path), wide.task.key],
+                           capture_output=True, text=True, timeout=T).stdout
+    assert "asks     cores=2" in shown and ", 2 slots" in shown, shown
     t0 = time.monotonic()
     with pytest.raises(ConfigError, match=r"cores=3, more than the largest node .*2 cores"):
         span(1, **{SPEC: {"cores": 3}}).result(T)

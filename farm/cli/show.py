@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
         for name in ("cwd", "walltime"):
             if h.get(name):
                 print(f"  {name:8} {h[name]}")
+        if isinstance(h.get("resources"), dict) and h["resources"]:
+            asked = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                             for k, v in h["resources"].items())
+            print(f"  asks     {asked}" + (" (first attempt; retries may ask for more)"
+                                          if h.get("sizer") else ""))
         for stream in ("stdout", "stderr"):
             if h.get(stream):
                 print(f"  {stream:8} {h[stream][0]}")
@@ -52,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
                 else "")
         where = f" on {a.get('host')} (pool {a.get('pool')}, worker {a.get('worker')})" \
             if a.get("host") else ""
+        if a.get("slots"):  # (a task with a request: what it held)
+            where += f", {a['slots']} slots"
+        if a.get("hosts"):
+            where += f" and the nodes {', '.join(map(str, a['hosts']))}"
         print(f"  #{a.get('attempt', 0)} {a.get('status')}{where}{took}"
               + (f": {a['error']}" if a.get("error") else ""))
     if len(past) > 1:

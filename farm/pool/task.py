@@ -216,6 +216,10 @@ class TaskRunner:
                 self.slots.release(taken)
         if span.end > span.start:
             outcome.head["output"] = [span.name, span.start, span.end]
+        if req:  # (what it held: farm show says)
+            outcome.head["slots"] = len(taken)
+            if beats:
+                outcome.head["hosts"] = [str(b.get("host")) for b in beats]
         return outcome
 
     def _request(self, header: dict[str, Any], attempt: int) -> dict[str, Any]:
