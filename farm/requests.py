@@ -97,7 +97,8 @@ def shape(slots: int, cores: float, memory_mb: float, gpus: int,
           nodes: int = 1) -> dict[str, Any]:
     """A pool's node as its slots see it, and the nodes of its block (what heartbeats
     advertise)."""
-    return {"slots": slots, "cores": cores, "memory": int(memory_mb), "gpus": gpus,
+    # (at least 1 MB: a pool started with no memory left still divides by it)
+    return {"slots": slots, "cores": cores, "memory": max(1, int(memory_mb)), "gpus": gpus,
             "nodes": nodes}
 
 
@@ -117,7 +118,7 @@ def slots_needed(req: Mapping[str, Any], node: Mapping[str, Any]) -> int:
         need = max(need, gpus if node["gpus"] else n + 1)
     nodes = int(req.get("num_nodes") or 1)
     if nodes > 1:  # whole nodes (farm.pool.nodes)
-        need = n if nodes <= int(node.get("nodes") or 1) else n + 1
+        need = max(need, n) if nodes <= int(node.get("nodes") or 1) else n + 1
     return need
 
 
@@ -127,8 +128,9 @@ def too_big(req: Mapping[str, Any], node: Mapping[str, Any]) -> str | None:
         return None
     if int(req.get("num_nodes") or 1) > int(node.get("nodes") or 1):
         return (f"it asks for num_nodes={_num(req['num_nodes'])}, more than a block of its "
-                f"pools has ({int(node.get('nodes') or 1)}); raise the provider's "
-                "nodes_per_block, or ask for fewer nodes")
+                f"pools has ({int(node.get('nodes') or 1)}: one pool per node); raise the "
+                "provider's nodes_per_block (with a launcher that starts a pool on each "
+                "node, such as SrunLauncher), or ask for fewer nodes")
     asked = ", ".join(f"{k}={_num(v)}" for k, v in req.items()
                       if k in ("cores", "memory", "gpus"))
     return (f"it asks for {asked}, more than the largest node of its pools has "

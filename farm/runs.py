@@ -135,12 +135,16 @@ def split_request(line: Line) -> tuple[str, dict[str, float]]:
 # -- the run's record in the spool -------------------------------------------------------------
 
 def write_manifest(spool: Spool, name: str, source: str, cwd: str, lines: list[Line],
-                   keys: list[str]) -> str:
+                   keys: list[str], refused: dict[str, str] | None = None) -> str:
+    """The run's record (refused: why the driver refused lines that never reached the
+    spool, by key: farm wait counts them as failed)."""
     path = spool.run_manifest(name)
     fs.mkdir(os.path.dirname(path))  # (a spool made before farm run existed has none)
+    refused = refused or {}
     spool.replace(path, yaml.safe_dump({
         "name": name, "source": source, "cwd": cwd, "written": time.time(),
-        "lines": [{"line": ln.number, "command": ln.command, "key": k}
+        "lines": [{"line": ln.number, "command": ln.command, "key": k,
+                   **({"refused": refused[k]} if k in refused else {})}
                   for ln, k in zip(lines, keys, strict=True)]}, sort_keys=False).encode())
     return path
 
@@ -209,9 +213,10 @@ def summarize(spool: Spool, manifest: dict[str, Any], reused: Iterable[str] = ()
     for e in entries:
         key = e.get("key")
         if key not in have:
-            if refused and key in refused:
+            why = e.get("refused") or (refused or {}).get(key)
+            if why:
                 s.failed.append({"line": e.get("line"), "command": str(e.get("command")),
-                                 "why": refused[key]})
+                                 "why": why})
             else:
                 s.pending += 1
             continue

@@ -151,6 +151,6 @@ def test_requests_a_slurm_block_can_never_hold_fail_at_once(tmp_path):
         with pytest.raises(ConfigError, match=r"running_time \(900 s\) is longer than any"):
             step(**{spec: {"running_time_min": 15}}).result(10)
         with pytest.raises(ConfigError, match=r"num_nodes=2, more than a block of its pools "
-                                              r"has \(1\); raise the provider's nodes_per_"):
+                                              r"has \(1: one pool per node\); raise the "):
             step(**{spec: {"num_nodes": 2}}).result(10)
         assert ex.blocks == []

@@ -171,7 +171,7 @@ def test_slots_needed_counts_the_largest_need():
     assert requests.slots_needed({"memory": 9000}, node) == 3
     assert requests.slots_needed({"gpus": 2, "cores": 1}, node) == 2
     assert requests.too_big({"cores": 9}, node)
-    assert "more than a block of its pools has (1)" in requests.too_big({"num_nodes": 2}, node)
+    assert "more than a block of its pools has (1:" in requests.too_big({"num_nodes": 2}, node)
     three = requests.shape(4, 8, 16000, 0, nodes=3)  # a block of 3 such nodes
     assert requests.slots_needed({"num_nodes": 2}, three) == 4  # whole nodes
     assert requests.too_big({"num_nodes": 3}, three) is None
@@ -210,3 +210,21 @@ def test_higher_priority_starts_first(tmp_path, monkeypatch):
     assert busy.result(T)
     last_high = max(f.result(T) for f in high)
     assert all(f.result(T) > last_high for f in low)
+
+
+def test_a_big_task_is_not_starved_by_smaller_ones_on_several_slots(tmp_path, monkeypatch):
+    """3 slots; 2-slot tasks would always leave one slot free to each other: the 3-slot
+    task, once it waits, is first in line and starts after the ones running end."""
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    monkeypatch.chdir(tmp_path)
+    ex = SpoolExecutor(spool=tmp_path / "s", provider=LocalProvider(), idle_timeout=10,
+                       heartbeat_period=0.5, max_workers_per_node=3)
+    farm.load(farm.Config(executors=[ex]))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    pairs = [span(i, 0.3, **{SPEC: {"cores": 2}}) for i in range(3)]
+    whole = span(99, 0.3, **{SPEC: {"cores": 3}})
+    pairs += [span(10 + i, 0.3, **{SPEC: {"cores": 2}}) for i in range(9)]
+    big = whole.result(T)
+    starts = sorted(f.result(T)[0] for f in pairs)
+    assert big[0] < starts[6], (big[0], starts)  # not after (nearly) all the others
+    assert not any(_overlap(big, f.result(T)) for f in pairs)

@@ -195,3 +195,13 @@ def test_a_line_says_what_it_needs_in_a_comment(here):
     (here / "bad.txt").write_text("true  # farm: cores=lots\n")
     r = farm_run(here, "bad.txt")
     assert r.returncode == 2 and "line 1: 'cores=lots'" in r.stderr, r.stderr
+
+
+def test_a_refused_line_of_a_detached_run_ends_farm_wait(here):
+    (here / "tasks.txt").write_text("true\ntrue  # farm: cores=100000\n")
+    r = farm_run(here, "--detach", "tasks.txt")
+    assert r.returncode == 0 and "line 2 refused: ConfigError" in r.stderr, r.stderr
+    w = subprocess.run([*FARM, "wait", str(here / "tasks.farm"), "--timeout", "60"],
+                       cwd=here, capture_output=True, text=True, timeout=T)
+    assert w.returncode == 1 and "2 lines: 1 done" in w.stderr and "1 failed" in w.stderr, \
+        w.stderr

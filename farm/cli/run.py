@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             futures = _submit_until(lines, asked, cwd, opts, limit, ex)
         keys = [f.key for f in futures]
-        runs.write_manifest(spool, name, source, cwd, lines[:len(keys)], keys)
+        runs.write_manifest(spool, name, source, cwd, lines[:len(keys)], keys,
+                            refused={f.key: f"{type(e).__name__}: {e}" for f in futures
+                                     if f.done() and (e := f.exception()) is not None})
         farm.flush()
         if args.detach:
             for ln, f in zip(lines, futures, strict=False):

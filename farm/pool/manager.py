@@ -248,8 +248,7 @@ class Pool:
             # Tasks across nodes: ours give their nodes back; a task waiting for ours
             # sees its reservation gone and goes back to the queue.
             nodes.drop_reservations(self.spool, self.id)
-            if self.lender.lent_to is not None:
-                self.spool.release_node(self.id)
+            self.lender.stop()
 
     def _beat(self, state: str) -> None:
         try:

@@ -11,18 +11,21 @@ cannot get its own node or k in all, it drops what it reserved and goes back to 
 
 Each pool's manager looks at nodes/ at every heartbeat (only in blocks of several nodes).
 Finding its node reserved by another pool's task, it takes its own workers' slots as they
-free up (``Lender``), and once all of them are parked it says so: ``nodes/POOL@KEY``.
+free up (``Lender``), and once all of them are parked it says so: ``nodes/POOL@RID``
+(RID: the reservation's own id).
 When every lender has said so, the task runs with ``$FARM_MPI_PREFIX`` (and Parsl's
 ``$PARSL_MPI_PREFIX``, ``$PARSL_MPI_NODEFILE``...): an ``srun`` of the ranks on those nodes,
 as a job step beside the pools' own.  Then its worker removes the reservations, and each
 lender frees its slots when it sees its reservation gone.
 
 What a kill -9 leaves: a worker that dies holding reservations has them removed by its
-manager before a new worker starts; a pool that dies is seen by its lenders (its heartbeat
-gone, or declared dead: one listing of pools/ per beat), which remove its reservations;
-a lender that dies lends nothing more, and the task's worker, which watches the same
-listing, gives the task back.  Every state is a file published by a link or removed by
-an unlink, and every "missing" is read from a listing of nodes/ or pools/.
+manager before a new worker starts; a pool that dies or exits is seen by its lenders
+(its heartbeat no longer says running, or it was declared dead), which remove its
+reservations; a lender that dies or exits lends nothing more (an exiting one removes the
+reservation of its node), and the task's worker, which reads the lenders' heartbeats about
+every second while it waits, gives the task back.  Every state is a file published by a
+link or removed by an unlink, and every "missing" is read from a listing of nodes/ or
+pools/ (or a heartbeat that says so).
 """
 
 from __future__ import annotations
@@ -76,42 +79,67 @@ class Borrower:
     def __init__(self, spool: Spool, pool: str, index: int, block: str | None):
         self.spool, self.pool, self.index, self.block = spool, pool, index, block
 
+    def block_pools(self) -> dict[str, dict[str, Any]]:
+        """The live pools of this pool's block, by id (their heartbeats)."""
+        if not self.block:
+            return {}
+        return {p["pool"]: p for p in self.spool.live_pools() if p.get("block") == self.block}
+
+    def short_of(self, req: dict[str, Any]) -> str | None:
+        """Why this pool's block cannot run the task now (too few live pools), or None."""
+        want, have = int(req["num_nodes"]), len(self.block_pools())
+        if have >= want:
+            return None
+        return (f"it asks for num_nodes={want}, and its block has {have} live pools: a task "
+                "across nodes needs a pool on each node (a launcher that starts one per "
+                "node, such as SrunLauncher), and those pools still up")
+
     def gather(self, key: str, req: dict[str, Any],
                alive: Callable[[], bool]) -> list[dict[str, Any]] | None:
         """Reserve this pool's node and num_nodes - 1 others of its block and wait until
         each is lent; their heartbeats (this pool's first), or None: nothing is held
         (not enough free nodes now, a lender went away, or this worker must stop)."""
         want = int(req["num_nodes"])
-        beats = {p["pool"]: p for p in self.spool.live_pools()
-                 if p.get("block") == self.block and self.block}
+        beats = self.block_pools()
         if self.pool not in beats or len(beats) < want:
             return None
-        record = {"task": key, "pool": self.pool, "worker": self.index, "t": time.time()}
+        # The reservation's own id names the lenders' word, so that a word given to an
+        # earlier attempt of the same task is never taken for this one's.
+        rid = f"{key[:16]}-{random.getrandbits(32):08x}"
+        record = {"id": rid, "task": key, "pool": self.pool, "worker": self.index,
+                  "t": time.time()}
         if not self.spool.reserve_node(self.pool, record):
             return None  # another pool's task reserved our node: it goes first
         held = [self.pool]
-        for pool in sorted(set(beats) - {self.pool}):
-            if len(held) == want:
-                break
-            if self.spool.reserve_node(pool, record):
-                held.append(pool)
-        if len(held) < want:
-            self.release(held)
+        try:
+            for pool in sorted(set(beats) - {self.pool}):
+                if len(held) == want:
+                    break
+                if self.spool.reserve_node(pool, record):
+                    held.append(pool)
+            others = [p for p in held if p != self.pool]
+            looks = 0
+            while len(held) == want and alive():
+                names = set(self.spool.node_names())
+                if all(f"{p}@{rid}" in names for p in others):
+                    got, held = held, []  # (the caller releases them after the task)
+                    return [beats[p] for p in got]
+                gone = [p for p in others if p not in names]
+                if not gone and looks % 5 == 4:  # about every second: a lender that left
+                    running = {b["pool"] for b in self.spool.read_heartbeats(others)
+                               if b.get("state") == "running"}
+                    dead = self.spool.pool_ids()[1]
+                    gone = [p for p in others if p not in running or p in dead]
+                if gone:
+                    log.warning("pool %s: the node of pool %s went away before task %s "
+                                "could start; it goes back to the queue", self.pool,
+                                gone[0], key[:8])
+                    break
+                looks += 1
+                time.sleep(LOOK * random.uniform(0.8, 1.2))
             return None
-        others = [p for p in held if p != self.pool]
-        while alive():
-            names = set(self.spool.node_names())
-            if all(f"{p}@{key}" in names for p in others):
-                return [beats[self.pool]] + [beats[p] for p in others]
-            live, dead = self.spool.pool_ids()
-            gone = [p for p in others if p not in names or p not in live or p in dead]
-            if gone:
-                log.warning("pool %s: node of pool %s went away before task %s could "
-                            "start; it goes back to the queue", self.pool, gone[0], key[:8])
-                break
-            time.sleep(LOOK * random.uniform(0.8, 1.2))
-        self.release(held)
-        return None
+        finally:
+            self.release(held)  # (nothing, once the nodes are the task's)
 
     def release(self, pools: list[str]) -> None:
         for pool in pools:
@@ -149,7 +177,7 @@ class Lender:
 
     def __init__(self, spool: Spool, pool: str, board: Board):
         self.spool, self.pool, self.board = spool, pool, board
-        self.lent_to: str | None = None  # the task key our node is lent to
+        self.lent_to: str | None = None  # the reservation our node is lent to
         self.me = len(board.workers)  # our mark in the slots' holder array (index + 1)
 
     def look(self) -> None:
@@ -157,31 +185,46 @@ class Lender:
         names = self.spool.node_names()
         if not names and self.lent_to is None:
             return
-        live, dead = self.spool.pool_ids()
-        for name in names:  # the nodes of pools that are gone, and their word
-            pool = name.rpartition("@")[0] or name
-            if pool != self.pool and (pool not in live or pool in dead):
-                self.spool.unlend_node(name)
+        # Entries of pools that are gone (died, declared dead, or exited): nobody else
+        # removes them.  (Their heartbeats are read only while nodes/ has entries.)
         rec = self.spool.node_reservation(self.pool) if self.pool in names else None
-        if rec is not None and rec.get("pool") != self.pool:
-            owner = str(rec.get("pool"))
-            if owner not in live or owner in dead:
-                log.warning("pool %s: the pool %s that reserved this node is gone; the "
-                            "reservation is removed", self.pool, owner)
-                self.spool.release_node(self.pool)
-                rec = None
-        key = str(rec.get("task")) if rec is not None and rec.get("pool") != self.pool else None
-        for name in names:  # our word given to a task that no longer holds us
-            pool, at, task = name.rpartition("@")
-            if at and pool == self.pool and task != key:
+        pools = {n.rpartition("@")[0] or n for n in names} | {str((rec or {}).get("pool"))}
+        pools -= {self.pool, "None"}
+        running = {b["pool"] for b in self.spool.read_heartbeats(sorted(pools))
+                   if b.get("state") == "running"}
+        gone = pools - running | (pools & self.spool.pool_ids()[1])
+        for name in names:
+            if (name.rpartition("@")[0] or name) in gone:
                 self.spool.unlend_node(name)
-        if key is None:
+        if rec is not None and rec.get("pool") != self.pool and rec.get("pool") in gone:
+            log.warning("pool %s: the pool %s that reserved this node is gone; the "
+                        "reservation is removed", self.pool, rec.get("pool"))
+            self.spool.release_node(self.pool)
+            rec = None
+        rid = str(rec.get("id")) if rec is not None and rec.get("pool") != self.pool else None
+        for name in names:  # our word given to a reservation that is no more
+            pool, at, given = name.rpartition("@")
+            if at and pool == self.pool and given != rid:
+                self.spool.unlend_node(name)
+        if rid is None:
             if self.lent_to is not None:
                 self._free()
             return
-        self.lent_to = key
-        if self._hold() and f"{self.pool}@{key}" not in names:
-            self.spool.lend_node(self.pool, key)
+        self.lent_to = rid
+        if self._hold() and f"{self.pool}@{rid}" not in names:
+            self.spool.lend_node(self.pool, rid)
+
+    def stop(self) -> None:
+        """The pool stops: a reservation of its node by another pool's task is removed
+        (that task goes back to the queue, or, if it runs already, keeps the node it has),
+        and so is its word."""
+        for name in self.spool.node_names():
+            if (name.rpartition("@")[0] or name) != self.pool:
+                continue
+            if "@" in name:
+                self.spool.unlend_node(name)
+            elif (rec := self.spool.node_reservation(name)) and rec.get("pool") != self.pool:
+                self.spool.release_node(name)
 
     def _hold(self) -> bool:
         """Take our workers' slots as they free up; True once all are ours and every

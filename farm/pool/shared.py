@@ -76,6 +76,9 @@ class Board:
         # index + 1 of the worker that borrowed it), and whether its worker has parked.
         self.holder = ctx.RawArray(ctypes.c_int, nworkers)
         self.parked = ctx.RawArray(ctypes.c_bool, nworkers)
+        # The worker (index + 1) whose task could not get its slots: first in line, no
+        # other task borrows until it has them (0: nobody waits).
+        self.waiter = ctx.RawValue(ctypes.c_int, 0)
         # A file for the slots' lock (a POSIX record lock: the kernel drops it when its
         # holder dies).  Unlinked at once; the workers inherit the descriptor.
         self._lockfile = tempfile.TemporaryFile()

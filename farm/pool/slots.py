@@ -7,7 +7,9 @@ pool has them) and runs tasks that fit in it, as always.  A task whose request
 under a lock), then waits until each of their workers has *parked*: seen that its slot is
 lent (it looks before each claim, in memory), finished the task it was running, and
 stopped claiming.  So a big task waits at most for the small tasks already running on
-its slots, never for a stream of new ones, and nothing runs beside it on its cores.  When
+its slots, never for a stream of new ones, and nothing runs beside it on its cores.  A
+big task that cannot get its slots (other big tasks hold some) becomes the Board's
+``waiter``: no other task borrows until it has its own, so it is not starved either.  When
 it ends, its worker frees the slots and their workers go on.
 
 Deadlock-free: a worker borrows only slots that no one else holds, itself included, and
@@ -77,23 +79,44 @@ class Slots:
 
     def take(self, k: int) -> list[int] | None:
         """Hold k slots, this worker's and k - 1 others that no one holds (idle ones
-        first); None if that is not possible now (other big tasks hold them, or someone
-        holds this worker's slot)."""
-        me, holder = self.index, self.board.holder
+        first); None if that is not possible now: other tasks on several slots hold them
+        (this worker is then first in line: until it has its slots, or gives up, no
+        other task borrows any), another is first in line, or someone holds this
+        worker's slot."""
+        me, holder, waiter = self.index, self.board.holder, self.board.waiter
         with self._locked():
+            if waiter.value not in (0, me + 1):
+                return None
             if holder[me] not in (0, me + 1):
+                self._unwait()
                 return None
             free = [j for j in range(self.n) if j != me and holder[j] == 0]
             if len(free) < k - 1:
+                waiter.value = me + 1
                 return None
             free.sort(key=lambda j: self.board.workers[j].busy)  # idle ones first
             taken = [me, *free[:k - 1]]
             for j in taken:
                 holder[j] = me + 1
+            self._unwait()
         return taken
+
+    def give_up(self) -> None:
+        """This worker no longer waits for slots (its task went back to ready/)."""
+        with self._locked():
+            self._unwait()
+
+    def _unwait(self) -> None:
+        if self.board.waiter.value == self.index + 1:
+            self.board.waiter.value = 0
 
     def lenders_parked(self, taken: list[int]) -> bool:
         return all(self.board.parked[j] for j in taken if j != self.index)
+
+    def release_mine(self) -> None:
+        """Free every slot this worker holds (its task was given back after an error)."""
+        self.release(list(range(self.n)))
+        self.give_up()
 
     def release(self, taken: list[int]) -> None:
         with self._locked():
@@ -147,6 +170,8 @@ def free(board: Board, worker: int) -> None:
             if board.holder[j] == worker + 1:
                 board.holder[j] = 0
         board.parked[worker] = False
+        if board.waiter.value == worker + 1:
+            board.waiter.value = 0
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from farm.spool import Spool, fs
 log = logging.getLogger("farm.pool")
 
 GRACE = 60.0  # seconds a file the task needs may stay invisible before the task fails
+NODES_GRACE = 120.0  # seconds a block may lack the pools a task across nodes needs
 RECENT = 16  # values of its own latest results a worker keeps for their dependents
 
 
@@ -103,6 +104,7 @@ class TaskRunner:
         self.apps: dict[str, Callable[..., Any]] = {}
         self.too_long: set[str] = set()  # tasks whose walltime overruns our block's end
         self.later: dict[str, float] = {}  # tasks not to claim again before a time
+        self.short_since: dict[str, float] = {}  # tasks across nodes the block lacks pools for
         self.misses: dict[str, float] = {}  # key -> when a file it needs was first missing
         self.values: dict[str, bytes] = {}  # pickled values of our latest successes
         self.output = Output(pool, index)
@@ -168,18 +170,34 @@ class TaskRunner:
                 self.too_long.add(key)
                 self.spool.give_back(path, key, attempt=attempt)
                 return None
-            got = self._slots_for(path, key, attempt, header, req) if req else [self.index]
+            if int(req.get("num_nodes") or 1) > 1 and (
+                    short := self.borrower.short_of(req)) is not None:
+                # Pools of the block may be starting still; if not, the task can never run
+                # here: it fails (after NODES_GRACE), rather than waiting for ever.
+                first = self.short_since.setdefault(key, time.monotonic())
+                if time.monotonic() - first < NODES_GRACE:
+                    self.spool.give_back(path, key, attempt=attempt)
+                    self.later[key] = time.monotonic() + random.uniform(2.0, 4.0)
+                    return None
+                got: list[int] | Outcome | None = execute.failure(ConfigError(
+                    f"task {header.get('name')}-{key[:8]}: {short}"))
+            else:
+                got = self._slots_for(path, key, attempt, header, req) if req else [self.index]
             if got is None:
                 return None  # (back in ready/)
             if isinstance(got, Outcome):
                 outcome = got
             else:
-                beats = None
-                if int(req.get("num_nodes") or 1) > 1:
-                    beats = self._nodes_for(path, key, attempt, req, got)
-                    if beats is None:
-                        return None  # (back in ready/)
-                outcome = self._call(key, header, func, args, kwargs, got, req, beats)
+                try:  # (whatever happens, the slots borrowed go back)
+                    beats = None
+                    if int(req.get("num_nodes") or 1) > 1:
+                        beats = self._nodes_for(path, key, attempt, req, got)
+                        if beats is None:
+                            return None  # (back in ready/)
+                    outcome = self._call(key, header, func, args, kwargs, got, req, beats)
+                finally:
+                    if len(got) > 1:
+                        self.slots.release(got)
         if outcome.head["status"] != "ok":
             try:
                 if self._retry(key, attempt, header, outcome, path):
@@ -195,15 +213,18 @@ class TaskRunner:
         worker's first) and the nodes lent to it (beats: their pools' heartbeats, for a
         task across nodes), with what it prints counted (Output)."""
         cwd = header.get("cwd")
-        try:
-            if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
-                os.chdir(cwd)
-        except OSError as e:
-            return execute.failure(SpoolError(
-                f"task {header['name']}-{key[:8]}: cannot enter its directory: "
-                f"{fs.explain(e)}"))
-        env, nodefile = Borrower.environment(req, beats) if beats else ({}, "")
-        try:
+        nodefile = ""
+        try:  # (whatever happens, the nodes lent go back: the caller frees the slots)
+            try:
+                if cwd and cwd != os.getcwd() and os.path.isdir(cwd):
+                    os.chdir(cwd)
+            except OSError as e:
+                return execute.failure(SpoolError(
+                    f"task {header['name']}-{key[:8]}: cannot enter its directory: "
+                    f"{fs.explain(e)}"))
+            env: dict[str, str] = {}
+            if beats:
+                env, nodefile = Borrower.environment(req, beats)
             with self.output as span, (self.slots.granted(taken, req, env) if req
                                        else contextlib.nullcontext()):
                 outcome = execute.call(header["kind"], header["name"], func, args, kwargs,
@@ -211,9 +232,8 @@ class TaskRunner:
         finally:
             if beats:
                 self.borrower.release([str(b["pool"]) for b in beats])
+            if nodefile:
                 os.unlink(nodefile)
-            if len(taken) > 1:
-                self.slots.release(taken)
         if span.end > span.start:
             outcome.head["output"] = [span.name, span.start, span.end]
         if req:  # (what it held: farm show says)
@@ -249,6 +269,7 @@ class TaskRunner:
             if self.slots.lent() or self.limits.draining() or self._orphaned():
                 if taken is not None:
                     self.slots.release(taken)
+                self.slots.give_up()
                 self.spool.give_back(path, key, attempt=attempt)
                 return None
             time.sleep(delay)
@@ -304,6 +325,13 @@ class TaskRunner:
         """Requeue a failed task as attempt+1 if Config.retries allows; True if requeued."""
         retries = header.get("retries") or 0
         if not retries:
+            return False
+        final = header.get("last_attempt")
+        if isinstance(final, int) and attempt >= final:
+            # (what the next attempt would ask for, no block of the run could give it)
+            log.warning("pool %s: %s-%s is not retried: its attempt %d would ask for more "
+                        "than any block has", self.pool, header.get("name"), key[:8],
+                        attempt + 1)
             return False
         last = self.spool.prior_attempt(key, attempt)
         prior = float(last.get("fail_cost", attempt))

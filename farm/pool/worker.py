@@ -18,6 +18,7 @@ import time
 from types import FrameType
 
 from farm import execute, requests, resources
+from farm.pool import nodes
 from farm.pool.bundles import BundleRunner, Results
 from farm.pool.limits import Limits
 from farm.pool.nodes import Borrower
@@ -88,6 +89,11 @@ class Worker(BundleRunner):
 
     def _give_back(self) -> None:
         self.results.drop()  # (their tasks go back with their bundle, and run again)
+        self.slots.release_mine()  # (a task on several slots or nodes may have been cut
+        try:                       # short: what it held goes back too)
+            nodes.drop_reservations(self.spool, self.pool, self.index)
+        except OSError:
+            pass
         try:
             self.spool.give_back_all(self.dir)
         except OSError:

@@ -149,17 +149,18 @@ class Liveness(Recovery):
         fs.unlink(self.p("nodes", pool))
 
     def node_names(self) -> list[str]:
-        """The names in nodes/: POOL (a reservation), POOL@KEY (its pool has lent its
-        node to task KEY).  A fresh listing: what it lacks is not there."""
+        """The names in nodes/: POOL (a reservation), POOL@RID (its pool has lent its
+        node to reservation RID).  A fresh listing: what it lacks is not there."""
         return fs.listdir(self.p("nodes"))
 
     def node_reservation(self, pool: str) -> dict[str, Any] | None:
         info = _yaml(fs.read(self.p("nodes", pool)))
         return info if isinstance(info, dict) else None
 
-    def lend_node(self, pool: str, key: str) -> None:
-        """Say that pool's node is free of other work, for task key (nodes/POOL@KEY)."""
-        self._publish(self.p("nodes", f"{pool}@{key}"), b"")
+    def lend_node(self, pool: str, rid: str) -> None:
+        """Say that pool's node is free of other work, for reservation rid
+        (nodes/POOL@RID)."""
+        self._publish(self.p("nodes", f"{pool}@{rid}"), b"")
 
     def unlend_node(self, name: str) -> None:
         fs.unlink(self.p("nodes", name))

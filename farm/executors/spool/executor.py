@@ -245,17 +245,21 @@ class SpoolExecutor:
         if run.upkeep.broken:
             task.future.set_exception(run.upkeep.broken)
             return
-        walltime, what = task.opts.get("walltime"), "walltime"
         req = task.opts.get("resources")
-        if req:
-            if (req.get("running_time") or 0) > (walltime or 0):
-                walltime, what = req["running_time"], "running_time"
-            if (too_big := self._never_holds(req)) is not None:
-                task.future.set_exception(ConfigError(f"task {task.label}: {too_big}"))
-                return
-        if walltime and (too_long := self._never_fits(float(walltime), what)):
-            task.future.set_exception(ConfigError(f"task {task.label}: {too_long}"))
+        if (why := self._never_runs(req, task.opts.get("walltime"))) is not None:
+            task.future.set_exception(ConfigError(f"task {task.label}: {why}"))
             return
+        if task.opts.get("sizer") and task.retries:
+            # A request that grows with the attempt: the first attempt that no block could
+            # hold is never made (its pools would hand it back for ever).
+            for attempt in range(1, int(task.retries) + 1):
+                try:
+                    later = requests.at(task.opts["sizer"](attempt), attempt)
+                except ConfigError:
+                    later = None
+                if later is None or self._never_runs(later, task.opts.get("walltime")):
+                    task.opts = {**task.opts, "last_attempt": attempt - 1}
+                    break
         try:
             body = pickle_args(task)
             header = run.apps.header(task)  # (writes the app's file, at its first call)
@@ -269,12 +273,36 @@ class SpoolExecutor:
         # puts it into the spool and registers its future.
         run.writer.outbox.put(Submit(task, header, body))
 
+    def _never_runs(self, req: dict[str, Any] | None, walltime: float | None) -> str | None:
+        """Why no block can ever run a task of this request and walltime, if none can."""
+        what = "walltime"
+        if req:
+            if (req.get("running_time") or 0) > (walltime or 0):
+                walltime, what = req["running_time"], "running_time"
+            if (too_big := self._never_holds(req)) is not None:
+                return too_big
+        return self._never_fits(float(walltime), what) if walltime else None
+
     def _never_holds(self, req: dict[str, Any]) -> str | None:
         """Why no pool of this executor can ever hold a task of this request (cores,
         memory, GPUs), if none can and their nodes are known: this machine's for local
         pools, the provider's cores_per_node and mem_per_node (GB) for Slurm's."""
         node = self.node_shape()
-        return None if node is None else requests.too_big(req, node)
+        if node is not None:
+            return requests.too_big(req, node)
+        # (the nodes' size unknown: a task across nodes is still checked against the block)
+        return requests.too_big(req, requests.shape(1, 1, 1, 0, self._block_pools())) \
+            if int(req.get("num_nodes") or 1) > 1 else None
+
+    def _block_pools(self) -> int:
+        """The pools a block of this executor runs: one per node with a launcher such as
+        SrunLauncher, else one (local pools: one)."""
+        provider = self.provider
+        if getattr(provider, "label", None) == "local":
+            return 1
+        nodes = int(getattr(provider, "nodes_per_block", 1) or 1)
+        pools = getattr(getattr(provider, "launcher", None), "pools", None)
+        return int(pools(nodes)) if pools is not None else nodes
 
     def node_shape(self) -> dict[str, Any] | None:
         """The shape of this executor's pools' nodes, as farm.requests counts it (None:
@@ -294,10 +322,8 @@ class SpoolExecutor:
                         len(self.accelerators) or cores))
         if self.mem_per_worker and memory != float("inf"):
             slots = min(slots, int(memory / 1024 // self.mem_per_worker))
-        nodes = 1 if getattr(provider, "label", None) == "local" else int(
-            getattr(provider, "nodes_per_block", 1) or 1)
         self._shape = requests.shape(max(1, slots), cores, min(memory, 2**62),
-                                     len(self.accelerators), nodes)
+                                     len(self.accelerators), self._block_pools())
         return self._shape
 
     def _never_fits(self, walltime: float, what: str = "walltime") -> str | None:

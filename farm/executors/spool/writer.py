@@ -27,7 +27,7 @@ from typing import Any
 
 from farm.dataflow.futures import when_all_done
 from farm.dataflow.task import TaskRecord
-from farm.errors import SpoolError
+from farm.errors import CorruptFile, SpoolError
 from farm.executors.spool.calls import not_submitted
 from farm.executors.spool.collector import Collector
 from farm.executors.spool.pending import Pending
@@ -231,7 +231,13 @@ class Writer:
     def _enqueue(self, task: TaskRecord, done: dict[str, bool], ready: bool) -> None:
         """Enter an existing payload in its state (an orphan: see Spool.is_orphan)."""
         self.upkeep.ensure_blocks()
-        self.spool.enqueue(task.key, ready=ready, priority=priority_of(task.opts))
+        # (the priority its payload was written with: an entry of another name would be a
+        # second entry of the same task, if one exists that this node cannot see yet)
+        try:
+            written = self.spool.task_header(task.key) or task.opts
+        except CorruptFile:
+            written = task.opts
+        self.spool.enqueue(task.key, ready=ready, priority=priority_of(written))
         if not ready:
             self._index_deps(task, done)
 
