@@ -228,3 +228,18 @@ def test_a_big_task_is_not_starved_by_smaller_ones_on_several_slots(tmp_path, mo
     starts = sorted(f.result(T)[0] for f in pairs)
     assert big[0] < starts[6], (big[0], starts)  # not after (nearly) all the others
     assert not any(_overlap(big, f.result(T)) for f in pairs)
+
+
+def test_an_attempt_no_node_could_hold_is_not_made(tmp_path, monkeypatch):
+    """The driver works out each attempt's request: the second would ask for more memory
+    than the node has, so the first failure is the last (not a retry that never fits)."""
+    _load(tmp_path, monkeypatch, retries=2)
+
+    @bash_app(memory=lambda attempt: 100 if attempt == 0 else 10**9)
+    def once(marker):
+        return f"echo ran >> {marker}; exit 3"
+
+    marker = tmp_path / "m"
+    with pytest.raises(BashExitFailure) as info:
+        once(str(marker)).result(T)
+    assert info.value.exitcode == 3 and marker.read_text() == "ran\n"
