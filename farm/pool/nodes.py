@@ -157,9 +157,11 @@ class Borrower:
             f.write("".join(h + "\n" for h in hosts))
         if os.environ.get("SLURM_JOB_ID"):
             # A job step beside the pools' own (--overlap), the ranks in block order, PMI-2
-            # for MPICH and Open MPI alike; the enclosing step's shape is unset first.
+            # for MPICH and Open MPI alike, as many ranks as asked even where the job has
+            # fewer CPUs (--overcommit: a job that is not --exclusive); the enclosing
+            # step's shape is unset first.
             unset = " ".join(f"-u {v}" for v in STEP_VARS)
-            prefix = (f"env {unset} srun --overlap --mpi=pmi2 --nodes={nodes} "
+            prefix = (f"env {unset} srun --overlap --overcommit --mpi=pmi2 --nodes={nodes} "
                       f"--ntasks={total} --ntasks-per-node={per} "
                       f"--nodelist={','.join(hosts)} --distribution=block "
                       f"--cpus-per-task=1 --kill-on-bad-exit=1")
