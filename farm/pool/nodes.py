@@ -160,8 +160,10 @@ class Borrower:
             # for MPICH and Open MPI alike, as many ranks as asked even where the job has
             # fewer CPUs (--overcommit: a job that is not --exclusive); the enclosing
             # step's shape is unset first.
+            # (a site's own MPI plugin, SLURM_MPI_TYPE in worker_init, is left to srun)
             unset = " ".join(f"-u {v}" for v in STEP_VARS)
-            prefix = (f"env {unset} srun --overlap --overcommit --mpi=pmi2 --nodes={nodes} "
+            mpi = "" if os.environ.get("SLURM_MPI_TYPE") else "--mpi=pmi2 "
+            prefix = (f"env {unset} srun --overlap --overcommit {mpi}--nodes={nodes} "
                       f"--ntasks={total} --ntasks-per-node={per} "
                       f"--nodelist={','.join(hosts)} --distribution=block "
                       f"--cpus-per-task=1 --kill-on-bad-exit=1")
