@@ -84,20 +84,32 @@ def _read_int(path: str) -> int | None:
 
 
 def worker_count(max_workers: int | None, cores_per_worker: float,
-                 mem_per_worker: float | None, accelerators: list[str]) -> int:
-    """As many workers as the node's cores (see node_cores), memory and
-    accelerators allow, capped by max_workers; at least one."""
+                 mem_per_worker: float | None, accelerators: list[str],
+                 cores: float | None = None, memory: float | None = None) -> int:
+    """As many workers as the node's cores (see node_cores), memory (bytes, see
+    node_memory; inf: no limit) and accelerators allow, capped by max_workers; at least
+    one.  cores, memory: another node's (a driver's view of its pools'), not this one's."""
     if cores_per_worker <= 0:
         raise ConfigError(f"farm pool: --cores-per-worker must be positive, got "
                           f"{cores_per_worker:g}")
-    n = int(node_cores() // cores_per_worker)
+    n = int((node_cores() if cores is None else cores) // cores_per_worker)
     if max_workers:
         n = min(n, max_workers)
-    if mem_per_worker:
-        n = min(n, int(node_memory() / 2**30 // mem_per_worker))
+    room = node_memory() if memory is None else memory
+    if mem_per_worker and room != float("inf"):
+        n = min(n, int(room / 2**30 // mem_per_worker))
     if accelerators:
         n = min(n, len(accelerators))
     return max(1, n)
+
+
+def block_nodes() -> int:
+    """Nodes in the batch job running this process (1 outside one)."""
+    for var in ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return 1
 
 
 def cpus_for(worker: int, nworkers: int, mode: str,

@@ -98,24 +98,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             futures = _submit_until(lines, asked, cwd, opts, limit, ex)
         keys = [f.key for f in futures]
-        runs.write_manifest(spool, name, source, cwd, lines[:len(keys)], keys,
-                            refused={f.key: f"{type(e).__name__}: {e}" for f in futures
-                                     if f.done() and (e := f.exception()) is not None})
+        refused = _refused(futures)
+        runs.write_manifest(spool, name, source, cwd, lines[:len(keys)], keys, refused)
         farm.flush()
         if args.detach:
             for ln, f in zip(lines, futures, strict=False):
-                if f.done() and (e := f.exception()) is not None:
-                    print(f"farm run: line {ln.number} refused: {type(e).__name__}: {e}",
+                if f.key in refused:
+                    print(f"farm run: line {ln.number} refused: {refused[f.key]}",
                           file=sys.stderr)
             print(f"farm run: {len(futures)} lines submitted to {spool.path}; pools go on "
                   f"without this process. See: farm wait {spool.path}", file=sys.stderr)
             return 0
         _wait(futures)
         manifest = runs.read_manifest(spool, name)
-        refused = {f.key: f"{type(e).__name__}: {e}" for f in futures
-                   if f.done() and (e := f.exception()) is not None}
         summary = runs.summarize(spool, manifest, reused={k for k in keys if k in before},
-                                 refused=refused)
+                                 refused=_refused(futures))
         if len(futures) < len(lines):
             summary.total = len(lines)
             summary.pending += len(lines) - len(futures)
@@ -163,6 +160,13 @@ def _config(args: argparse.Namespace) -> Config:
     if args.gpus:
         ex.accelerators = [str(i) for i in range(args.gpus)]
     return config
+
+
+def _refused(futures: list) -> dict[str, str]:
+    """Why the lines whose futures failed without running failed, by key (the summary
+    reads the others' outcomes from the spool, where these have none)."""
+    return {f.key: f"{type(e).__name__}: {e}" for f in futures
+            if f.done() and (e := f.exception()) is not None}
 
 
 def _line(command: str, request: dict, cwd: str, **opts: Any) -> Any:

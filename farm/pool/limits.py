@@ -13,9 +13,15 @@ import logging
 import time
 from typing import Any
 
-from farm import resources
+from farm import requests, resources
 
 log = logging.getLogger("farm.pool")
+
+
+def local_node(nworkers: int, accelerators: list[str]) -> dict[str, Any]:
+    """This node as a pool of nworkers slots sees it (farm.requests.shape)."""
+    return requests.shape(nworkers, resources.node_cores(), resources.node_memory() / 2**20,
+                          len(accelerators), resources.block_nodes())
 
 
 @dataclasses.dataclass

@@ -24,10 +24,10 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from farm import requests, resources
+from farm import resources
 from farm.errors import ConfigError, FarmError, SpoolError
 from farm.pool import nodes, slots
-from farm.pool.limits import Limits
+from farm.pool.limits import Limits, local_node
 from farm.pool.shared import COLD_BEAT, COLD_LEASE_BEATS, COLD_RARE, RING, WARM_IDLE, Board
 from farm.pool.worker import Worker
 from farm.spool import FIRST, PoolWatch, Spool, fs, sign
@@ -58,9 +58,7 @@ class Pool:
         self.nworkers = resources.worker_count(workers, cores_per_worker, mem_per_worker,
                                                accelerators)
         resources.cpus_for(0, self.nworkers, cpu_affinity)  # a bad mode fails here, once
-        self.node = requests.shape(self.nworkers, resources.node_cores(),
-                                   resources.node_memory() / 2**20, len(accelerators),
-                                   nodes.block_nodes())
+        self.node = local_node(self.nworkers, accelerators)
         self.limits = Limits.of_block(end_time, drain, cpu_affinity, accelerators, self.node)
         self.idle_timeout = idle_timeout
         self.heartbeat_period = heartbeat

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from farm.pool.shared import Board
-from farm.pool.slots import locked
+from farm.pool.slots import locked, unhold
 from farm.spool import Spool
 
 log = logging.getLogger("farm.pool")
@@ -61,15 +61,6 @@ def ranks(req: dict[str, Any]) -> tuple[int, int, int]:
     if not per:
         per = math.ceil(total / nodes) if total else 1
     return nodes, per, total or per * nodes
-
-
-def block_nodes() -> int:
-    """Nodes in the batch job running this pool (1 outside one)."""
-    for var in ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
-        v = os.environ.get(var, "")
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    return 1
 
 
 class Borrower:
@@ -243,9 +234,7 @@ class Lender:
 
     def _free(self) -> None:
         with locked(self.board):
-            for j in range(len(self.board.holder)):
-                if self.board.holder[j] == self.me + 1:
-                    self.board.holder[j] = 0
+            unhold(self.board, self.me)
         self.lent_to = None
 
 

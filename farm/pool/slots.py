@@ -166,12 +166,18 @@ class Slots:
 def free(board: Board, worker: int) -> None:
     """Free the slots a dead worker held (the manager, before it starts a new one)."""
     with locked(board):
-        for j in range(len(board.workers)):
-            if board.holder[j] == worker + 1:
-                board.holder[j] = 0
+        unhold(board, worker)
         board.parked[worker] = False
         if board.waiter.value == worker + 1:
             board.waiter.value = 0
+
+
+def unhold(board: Board, holder: int) -> None:
+    """Free every slot that holder (a worker's index; the manager's: the worker count)
+    holds.  Under the lock."""
+    for j in range(len(board.holder)):
+        if board.holder[j] == holder + 1:
+            board.holder[j] = 0
 
 
 @contextlib.contextmanager

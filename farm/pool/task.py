@@ -170,8 +170,8 @@ class TaskRunner:
                 self.too_long.add(key)
                 self.spool.give_back(path, key, attempt=attempt)
                 return None
-            if int(req.get("num_nodes") or 1) > 1 and (
-                    short := self.borrower.short_of(req)) is not None:
+            across = int(req.get("num_nodes") or 1) > 1  # (a task across nodes: MPI)
+            if across and (short := self.borrower.short_of(req)) is not None:
                 # Pools of the block may be starting still; if not, the task can never run
                 # here: it fails (after NODES_GRACE), rather than waiting for ever.
                 first = self.short_since.setdefault(key, time.monotonic())
@@ -190,8 +190,8 @@ class TaskRunner:
             else:
                 try:  # (whatever happens, the slots borrowed go back)
                     beats = None
-                    if int(req.get("num_nodes") or 1) > 1:
-                        beats = self._nodes_for(path, key, attempt, req, got)
+                    if across:
+                        beats = self._nodes_for(path, key, attempt, req)
                         if beats is None:
                             return None  # (back in ready/)
                     outcome = self._call(key, header, func, args, kwargs, got, req, beats)
@@ -278,15 +278,15 @@ class TaskRunner:
                 taken = self.slots.take(k)
         return taken
 
-    def _nodes_for(self, path: str, key: str, attempt: int, req: dict[str, Any],
-                   taken: list[int]) -> list[dict[str, Any]] | None:
+    def _nodes_for(self, path: str, key: str, attempt: int,
+                   req: dict[str, Any]) -> list[dict[str, Any]] | None:
         """The nodes lent to a task across nodes (farm.pool.nodes), this worker's slots
-        (taken) all held; None if it went back to ready/ (for a few seconds, for this
-        worker: the nodes are busy with another such task, or not up yet)."""
+        all held (the caller frees them); None if it went back to ready/ (for a few
+        seconds, for this worker: the nodes are busy with another such task, or not up
+        yet)."""
         beats = self.borrower.gather(
             key, req, lambda: not (self._orphaned() or self.limits.draining()))
         if beats is None:
-            self.slots.release(taken)
             self.spool.give_back(path, key, attempt=attempt)
             self.later[key] = time.monotonic() + random.uniform(1.0, 3.0)
         return beats

@@ -17,10 +17,10 @@ import signal
 import time
 from types import FrameType
 
-from farm import execute, requests, resources
+from farm import execute, resources
 from farm.pool import nodes
 from farm.pool.bundles import BundleRunner, Results
-from farm.pool.limits import Limits
+from farm.pool.limits import Limits, local_node
 from farm.pool.nodes import Borrower
 from farm.pool.shared import COLD_POLL, IDLE_POLL, IO_BACKOFF, OPKEYS, WARM_IDLE, Board
 from farm.pool.slots import Slots
@@ -46,8 +46,7 @@ class Worker(BundleRunner):
         super().__init__(pool, index, limits or Limits(), board or Board(nworkers))
         self.spool_path, self.nworkers, self.block = spool_path, nworkers, block
         accel = self.limits.accelerators
-        node = self.limits.node or requests.shape(
-            nworkers, resources.node_cores(), resources.node_memory() / 2**20, len(accel))
+        node = self.limits.node or local_node(nworkers, accel)
         self.slots = Slots(self.board, index, node, self.limits.affinity, accel)
 
     def main(self) -> None:

@@ -318,11 +318,11 @@ class SpoolExecutor:
             memory = float(mem_gb) * 1024 if mem_gb else float("inf")
         else:
             return None
-        slots = int(min(cores // self.cores_per_worker, self.workers or cores,
-                        len(self.accelerators) or cores))
-        if self.mem_per_worker and memory != float("inf"):
-            slots = min(slots, int(memory / 1024 // self.mem_per_worker))
-        self._shape = requests.shape(max(1, slots), cores, min(memory, 2**62),
+        # (counted as a pool counts its workers, from the nodes' cores and memory)
+        slots = resources.worker_count(self.workers, self.cores_per_worker,
+                                       self.mem_per_worker, self.accelerators, cores,
+                                       memory * 2**20)
+        self._shape = requests.shape(slots, cores, min(memory, 2**62),
                                      len(self.accelerators), self._block_pools())
         return self._shape
 
