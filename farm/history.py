@@ -43,10 +43,7 @@ def states(spool: Spool) -> dict[str, str]:
     """key -> waiting/ready/running for the tasks without a result (one listing per state
     directory; a bundle's entry stands for each of its tasks)."""
     out: dict[str, str] = {}
-    for name in fs.listdir(spool.p("waiting")):
-        if is_entry(name):
-            out[split_name(name)[0]] = "waiting"
-    claimed = [(spool.p("ready"), "ready")]
+    claimed = [(spool.p("waiting"), "waiting"), (spool.p("ready"), "ready")]
     claimed += [(spool.p("claimed", w), "running") for w in fs.listdir(spool.p("claimed"))]
     for d, state in claimed:
         for name in fs.listdir(d):

@@ -53,6 +53,7 @@ def test_damaged_waiting_payload_fails_its_task_not_the_pool(tmp_path, pools, mo
     monkeypatch.chdir(tmp_path)
     farm.load(spool_config(tmp_path / "s", blocks=0))
     a = add(1, 1)
+    farm.flush()  # (else a and b would be one chain bundle)
     b = add(a, 1)  # waits for a
     farm.flush()
     spool = _spool()

@@ -12,9 +12,10 @@ import pytest
 
 import farm
 from farm import python_app
-from farm.errors import WorkerLost
+from farm.errors import DependencyError, WorkerLost
 from farm.executors.spool.writer import Flush
 from farm.spool import OK, Spool, fs, is_bundle
+from farm.spool.layout import shard
 
 from .conftest import spool_config
 
@@ -234,3 +235,144 @@ def test_a_damaged_task_in_a_bundle_fails_its_dependents_at_once(tmp_path):
     assert spool.read_result(a)[0]["status"] == "failed"
     assert spool.result_status(t) == "dep_failed"  # promoted (failed) by the worker
     assert os.listdir(worker.dir) == []
+
+
+# -- chain bundles: a run of calls each waiting for the one before, in one file ----------------
+
+
+def _edges(spool):
+    return [n for s in os.listdir(spool.p("deps")) for d in os.listdir(spool.p("deps", s))
+            for n in os.listdir(spool.p("deps", s, d))]
+
+
+def test_a_chain_is_one_bundle_that_waits_for_the_task_outside_it(tmp_path, pools,
+                                                                    monkeypatch):
+    ex, gate = gated_driver(tmp_path, monkeypatch)
+
+    @python_app
+    def hop(x):
+        return x + 1
+
+    first = hop(0)
+    gate.open()
+    farm.flush()
+    prev, chain = first, []
+    for _ in range(10):
+        prev = hop(prev)
+        chain.append(prev)
+    fan = [hop(chain[0]) for _ in range(2)]  # (a fan-out: not serialised into the chain)
+    farm.flush()
+    waiting = os.listdir(ex.spool.p("waiting"))
+    bundles = [n for n in waiting if is_bundle(n)]
+    assert len(bundles) == 1 and bundles[0].endswith("-10"), waiting
+    assert sorted(n for n in waiting if not is_bundle(n)) == sorted(f.key for f in fan)
+    assert ex.spool.counts()["waiting"] == 12
+    # One edge for the whole chain (the bundle waits for `first`), two for the fan-out.
+    assert len(_edges(ex.spool)) == 3
+    pools.start(ex.spool.path, "--workers", "2", "--idle-timeout", "30")
+    assert [f.result(60) for f in chain] == list(range(2, 12))
+    assert [f.result(60) for f in fan] == [3, 3]
+    ran_by = {(h["pool"], h["worker"]) for _, h in ex.spool.iter_results([f.key for f in chain])}
+    assert len(ran_by) == 1
+
+
+def test_a_failure_in_a_chain_bundle_fails_the_rest_with_a_dependency_error(tmp_path, pools,
+                                                                           monkeypatch):
+    ex, gate = gated_driver(tmp_path, monkeypatch)
+
+    @python_app
+    def hop(x, fail=False):
+        if fail:
+            raise ValueError(f"hop after {x} failed")
+        return x + 1
+
+    prev, chain = hop(0), []
+    for i in range(6):
+        prev = hop(prev, fail=i == 2)
+        chain.append(prev)
+    gate.open()
+    farm.flush()
+    assert len(ex.spool.ready_names()) == 1  # (the whole chain: nothing outside to wait for)
+    pools.start(ex.spool.path, "--workers", "1", "--idle-timeout", "30")
+    assert [f.result(60) for f in chain[:2]] == [2, 3]
+    with pytest.raises(ValueError, match="hop after 3 failed"):
+        chain[2].result(60)
+    for f in chain[3:]:
+        with pytest.raises(DependencyError):
+            f.result(60)
+    assert [ex.spool.result_status(f.key) for f in chain[3:]] == ["dep_failed"] * 3
+
+
+def test_a_worker_killed_in_a_chain_bundle_leaves_the_rest_waiting_link_by_link(
+        tmp_path, pools, monkeypatch):
+    ex, gate = gated_driver(tmp_path, monkeypatch)
+
+    @python_app
+    def hop(x, die=False):
+        import os
+        import signal
+        if die:
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-chain, every time
+        return x + 1
+
+    prev, chain = hop(0), []
+    for i in range(8):
+        prev = hop(prev, die=i == 4)
+        chain.append(prev)
+    gate.open()
+    farm.flush()
+    pools.start(ex.spool.path, "--workers", "1", "--idle-timeout", "30")
+    assert [f.result(60) for f in chain[:4]] == [2, 3, 4, 5]
+    with pytest.raises(WorkerLost):
+        chain[4].result(60)
+    for f in chain[5:]:
+        with pytest.raises(DependencyError):
+            f.result(60)
+    # Before the one that died, each task ran once, as attempt 0, and has one result.
+    for f in chain[:4]:
+        assert ex.spool.read_result(f.key)[0]["attempt"] == 0
+    assert ex.spool.counts()["waiting"] == 0
+
+
+def test_a_driver_killed_inside_put_tasks_of_a_chain_enters_it_link_by_link(tmp_path,
+                                                                          monkeypatch):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    items = _items(keys)
+    for (_, head, _), before in zip(items[1:], keys, strict=False):
+        head["deps"] = [before]  # keys[1] waits for keys[0], keys[2] for keys[1]
+    real = fs.rename
+
+    def killed(src, dst):
+        if src.endswith(".bundle"):
+            raise KeyboardInterrupt  # (as far as the spool is concerned: kill -9 here)
+        real(src, dst)
+
+    monkeypatch.setattr(fs, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        spool.put_tasks(items)
+    monkeypatch.setattr(fs, "rename", real)
+    again = Spool(spool.path)
+    assert again.recover_bundles() == 3
+    assert again.ready_names() == [keys[0]]  # the others wait, each for the one before
+    assert sorted(os.listdir(again.p("waiting"))) == sorted(keys[1:])
+    bid = again.task_header(keys[0])["bundle"]
+    assert sorted(os.listdir(again.p("deps", shard(bid), bid))) == sorted(
+        [f"{keys[0]}.{keys[1]}", f"{keys[1]}.{keys[2]}"])
+    again.publish_result(keys[0], {"status": OK}, b"")
+    again.settle_dependents(keys[0])
+    assert sorted(again.ready_names()) == sorted(keys[:2])  # (keys[0]'s entry: no claim here)
+
+
+def test_a_chain_result_computed_from_a_lost_one_is_not_published(tmp_path):
+    spool = Spool.create(tmp_path / "s")
+    a, b, c = (uuid.uuid4().hex for _ in range(3))
+    assert spool.publish_result(a, {"status": OK}, b"theirs")  # another run of a won
+    lost: set[str] = set()
+    won = spool.publish_results([(k, {"status": OK}, b"ours") for k in (a, b, c)],
+                                {b: {a}}, lost)
+    assert won == [c] and lost == {a, b}
+    assert spool.result_status(b) is None  # the run that won a publishes b
+    # ...and later batches of the same chain too.
+    d = uuid.uuid4().hex
+    assert spool.publish_results([(d, {"status": OK}, b"")], {d: {b}}, lost) == []

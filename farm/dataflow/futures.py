@@ -10,7 +10,7 @@ works on them as on any Future.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import (
@@ -397,7 +397,7 @@ def failures(futures: Iterable[Future]) -> list[tuple[BaseException | None, str]
     return out
 
 
-def when_all_done(futures: list[Future], then: Callable[[], None]) -> None:
+def when_all_done(futures: Sequence[Future], then: Callable[[], None]) -> None:
     """Call then() once every future is done (at once if none is pending), in the thread
     that finishes the last of them."""
     if not futures:

@@ -20,7 +20,7 @@ from farm.errors import CorruptFile, FarmError
 from farm.pool.limits import Limits
 from farm.pool.shared import IO_BACKOFF, Board, WorkerState
 from farm.pool.task import TaskRunner
-from farm.spool import Spool, fs
+from farm.spool import OK, Spool, fs
 
 log = logging.getLogger("farm.pool")
 
@@ -41,16 +41,23 @@ class Results:
         self.spool = spool
         self.cond = threading.Condition()
         self.items: list[tuple[str, dict[str, Any], bytes]] = []
+        self.after: dict[str, frozenset[str]] = {}  # key -> the held keys it was computed from
+        self.lost: set[str] = set()  # keys whose outcome here lost its race
         self.bundles: set[str] = set()
         self.size, self.since = 0, 0.0
         threading.Thread(target=self._loop, name="farm-results", daemon=True).start()
 
-    def add(self, key: str, head: dict[str, Any], body: bytes, bundle: str) -> None:
+    def add(self, key: str, head: dict[str, Any], body: bytes, bundle: str,
+            after: frozenset[str] = frozenset()) -> None:
+        """Hold key's outcome (after: the keys of its bundle whose values it was computed
+        from: published only if theirs are, see Spool.publish_results)."""
         with self.cond:
             if not self.items:
                 self.since = time.monotonic()
                 self.cond.notify()
             self.items.append((key, head, body))
+            if after:
+                self.after[key] = after
             self.bundles.add(bundle)
             self.size += len(body)
             if len(self.items) >= BATCH or self.size > BATCH_BYTES:
@@ -63,6 +70,7 @@ class Results:
     def drop(self) -> None:
         with self.cond:
             self.items, self.bundles, self.size = [], set(), 0
+            self.after.clear()
 
     def settle(self, bundle: str) -> None:
         """Promote the dependents of bundle at the next flush (a task of it got a result
@@ -76,9 +84,12 @@ class Results:
         # On an error the items stay (a retry publishes them; links made already lose
         # harmlessly); the bundle claim, dropped only after the last flush, stays too.
         if self.items:
-            self.spool.publish_results(self.items)
+            if len(self.lost) > 10_000:
+                self.lost.clear()  # (a chain's tasks are published within seconds)
+            self.spool.publish_results(self.items, self.after, self.lost)
         bundles = self.bundles
         self.items, self.bundles, self.size = [], set(), 0
+        self.after.clear()
         for bid in bundles:  # results first, then the index (the ordering rule)
             try:
                 self.spool.settle_bundle(bid)
@@ -136,22 +147,41 @@ class BundleRunner(TaskRunner):
                     recs: list[tuple[str, bytes]]) -> None:
         start = time.monotonic()
         done: set[str] = set()  # keys with an outcome, or given back one by one
-        for i, (key, rec) in enumerate(recs):
+        failed: set[str] = set()  # keys of this bundle that did not succeed here
+        tasks: list[tuple[str, tuple[dict[str, Any], bytes] | CorruptFile]] = []
+        for key, rec in recs:
+            try:
+                tasks.append((key, self.spool.decode_task(rec, path, key)))
+            except CorruptFile as e:
+                tasks.append((key, e))
+        keys = {k for k, _ in recs}
+        inside = {k: frozenset(t[0]["deps"]) & keys if isinstance(t, tuple) else frozenset()
+                  for k, t in tasks}
+        chain = any(inside.values())
+        for i, (key, task) in enumerate(tasks):
             # (the rest goes back when the block drains, or when a task on several slots
-            # borrowed this worker's: it waits for what runs, not for a whole bundle)
+            # borrowed this worker's: it waits for what runs, not for a whole bundle; a
+            # chain's next task waits for this one anyway: no split)
             if self.limits.draining() or self.slots.lent() or (
-                    i and len(recs) - i > 1
+                    i and len(recs) - i > 1 and not inside[key]
                     and self._split((time.monotonic() - start) / i * (len(recs) - i))):
                 self.results.flush()
                 self.spool.give_back(path, attempt=attempt, skip=done)
                 return
             self.me.running = key.encode()
             done.add(key)
-            try:
-                header, body = self.spool.decode_task(rec, path, key)
-            except CorruptFile as e:
-                self.spool.fail_damaged(key, e)
+            if isinstance(task, CorruptFile):
+                self.spool.fail_damaged(key, task)
+                failed.add(key)
                 self.results.settle(bid)
+                continue
+            header, body = task
+            bad = self._failed_deps(header, keys, failed) if chain else []
+            if bad:
+                # (as Spool.advance does for a task that waits on its own)
+                failed.add(key)
+                self.results.add(key, self.spool.dep_failed_head(header["name"], bad), b"", bid,
+                                 inside[key])
                 continue
             outcome = self.run_one(path, key, attempt, header, body)
             if outcome is None:
@@ -161,10 +191,22 @@ class BundleRunner(TaskRunner):
                 self.spool.give_back(path, attempt=attempt, skip=done)
                 return
             self.results.add(key, self.result_head(header, outcome, attempt, t_claimed),
-                             outcome.body, bid)
+                             outcome.body, bid, inside[key])
+            if outcome.head["status"] == OK:
+                self._remember(key, outcome.body)  # (the chain's next task takes it)
+            else:
+                failed.add(key)
             t_claimed = time.time()
         self.results.flush()
         fs.unlink(path)
+
+    def _failed_deps(self, header: dict[str, Any], keys: set[str],
+                     failed: set[str]) -> list[str]:
+        """The dependencies of a task of a chain bundle that did not succeed: of the
+        bundle, those that failed here; of the tasks outside it, those with a result that
+        is not a success (the bundle left waiting/ once they all had one)."""
+        return [d for d in header["deps"] if d in failed or (
+            d not in keys and self.spool.peek_status(d) not in (OK, None))]
 
     def _split(self, left: float) -> bool:
         """Should the rest of a bundle, `left` seconds of work by the look of it so far, go

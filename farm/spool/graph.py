@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from farm.errors import CorruptFile, SpoolError, pack_exception
 from farm.spool import fs, records
@@ -25,6 +26,13 @@ from farm.spool.layout import (
     shard,
 )
 from farm.spool.tasks import Tasks, _check_task
+
+
+def bundle_heads(data: bytes, path: str) -> dict[str, dict[str, Any]]:
+    """key -> task header of each record of a bundle (not checked against the spool's key:
+    for routing only; the runner checks each record before it runs it)."""
+    return {k: _check_task(records.decode_in_bundle("TASK", rec, path, k)[0], path)
+            for k, rec in records.bundle_records(data, path)[1]}
 
 
 class Graph(Tasks):
@@ -123,13 +131,16 @@ class Graph(Tasks):
 
     def try_promote(self, key: str, claim_into: str | None = None) -> str | None:
         """Move waiting/KEY on if its deps are settled.  Returns "ready", a claim path,
-        DEP_FAILED, or None (still waiting, or another process moved it first).
+        DEP_FAILED, or None (still waiting, or another process moved it first).  KEY may
+        be a chain bundle (see promote_bundle).
 
         The rename out of waiting/ decides who acts: a loser gets ENOENT and does nothing.
         A dependency's result that is not visible here yet counts as not there (a hint:
         peek_status): the task then waits for the next promoter, which the driver and the
         sweeps guarantee.
         """
+        if is_bundle(key):
+            return self.promote_bundle(key, claim_into)
         path = self.task_path(key)
         try:
             data = _read_head(path)
@@ -152,6 +163,60 @@ class Graph(Tasks):
             # read_task does not open it again.
             self._prefetched = (got, data)
         return got
+
+    def promote_bundle(self, bid: str, claim_into: str | None = None) -> str | None:
+        """Move the chain bundle waiting/BID on once the tasks outside it that its tasks
+        wait for are settled (the tasks inside wait for each other: its runner takes them
+        in order).  A bundle is never failed whole: its runner gives each task whose
+        dependency failed its dependency error.  Returns as try_promote."""
+        path = self.p("waiting", bid)
+        data = fs.read(path)
+        if data is None:
+            return None  # (moved on by another promoter)
+        try:
+            heads = bundle_heads(data, path)
+        except CorruptFile as e:
+            self.quarantine(path, str(e))  # (its tasks are orphans: a re-run submits them)
+            return None
+        outside = {d for h in heads.values() for d in h.get("deps", ())} - heads.keys()
+        if any(self.peek_status(d) is None for d in outside):
+            return None
+        got = self.advance(bid, [], claim_into=claim_into)
+        if claim_into and got:
+            self._prefetched = (got, data)
+        return got
+
+    def enter_each(self, src: str, keys: list[str], attempt: int = 0,
+                   data: bytes | None = None) -> None:
+        """Give each task of the file src (a bundle's: a claim given back, a bundle not
+        entered whole) an entry of its own, then drop src: ready/KEY[@N], or waiting/KEY
+        and its edges while a dependency has no successful result (a task of a chain
+        bundle whose predecessor has not run).  The entry, then the edges, then one look
+        (the protocol's order), as for any waiting task: nothing can be missed."""
+        data = fs.read(src) if data is None else data  # (data: src's, if read already)
+        try:
+            heads = bundle_heads(data, src) if data is not None else {}
+        except CorruptFile:
+            heads = {}  # (entered ready: the runner fails them, naming the file)
+        unsettled = set(keys)
+        for key in keys:
+            head = heads.get(key, {})
+            pending = [d for d in head.get("deps", ())
+                       if d in unsettled or self.result_status(d) != OK]
+            if not pending:
+                name = self.p("ready", entry_name(key, attempt))
+            else:
+                name = self.p("waiting", key)
+            try:
+                fs.link(src, name)
+            except FileExistsError:
+                pass
+            if pending:
+                for d in pending:
+                    self.add_dependent(d, key, head["bundle"] if d in heads
+                                       else self.entry_of(d))
+                self.try_promote(key)
+        fs.unlink(src)
 
     def fail_damaged(self, key: str, err: CorruptFile, entry: str | None = None) -> None:
         """A task whose payload is damaged or forged: move it out of the protocol (its
@@ -176,12 +241,7 @@ class Graph(Tasks):
             # The result first (the link decides between racing completers), then the
             # waiting/ entry goes: a kill -9 in between leaves an entry with a result,
             # which the sweep clears.
-            names = [self.label(d) for d in failed]
-            self.publish_result(key, {
-                "status": DEP_FAILED, "name": name, "failed_deps": failed,
-                "error": f"DependencyError: dependencies failed: {', '.join(names)}",
-                "t_end": time.time(),
-            })
+            self.publish_result(key, self.dep_failed_head(name, failed))
             fs.unlink(src)
             return DEP_FAILED
         entry = entry_name(key, 0, priority)
@@ -191,6 +251,13 @@ class Graph(Tasks):
         except FileNotFoundError:
             return None
         return dst if claim_into else "ready"
+
+    def dep_failed_head(self, name: str | None, failed: list[str]) -> dict[str, Any]:
+        """The result header of a task not run because its dependencies failed."""
+        names = [self.label(d) for d in failed]
+        return {"status": DEP_FAILED, "name": name, "failed_deps": failed,
+                "error": f"DependencyError: dependencies failed: {', '.join(names)}",
+                "t_end": time.time()}
 
     def rerun(self, key: str) -> list[str]:
         """Run a failed task again, and with it the dependents that failed because of it.
@@ -228,6 +295,18 @@ class Graph(Tasks):
             if pending:
                 self.try_promote(k)  # entry, edges, then one look (a driver's backstop too)
             requeued.append(k)
-            work += [t for t in self.dependents(k, header.get("bundle"))
+            work += [t for t in self.dependents(k, header.get("bundle")) + self._chained(k)
                      if self.result_status(t) == DEP_FAILED]
         return requeued
+
+    def _chained(self, key: str) -> list[str]:
+        """The tasks of key's chain bundle that wait for key (not in the dependents index:
+        the bundle's runner takes them in order)."""
+        data = fs.read(self.task_path(key))
+        if data is None or not records.is_bundle(data):
+            return []
+        try:
+            heads = bundle_heads(data, self.task_path(key))
+        except CorruptFile:
+            return []
+        return [t for t, h in heads.items() if key in h["deps"]]

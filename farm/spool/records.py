@@ -97,6 +97,8 @@ def is_bundle(data: bytes) -> bool:
 
 def bundle_records(data: bytes, path: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
     """A bundle's index and its (key, record bytes), in order."""
+    if not data.startswith(BUNDLE_MAGIC):
+        raise CorruptFile(path, "not a bundle (its magic line is damaged)")
     line, sep, rest = data[len(BUNDLE_MAGIC):].partition(b"\n")
     try:
         index = json.loads(line) if sep else {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from farm.errors import CorruptFile, WorkerLost, pack_exception
 from farm.spool import fs, records
-from farm.spool.graph import Graph
+from farm.spool.graph import Graph, bundle_heads
 from farm.spool.layout import (
     FAILED,
     SHARDS,
@@ -91,7 +91,7 @@ class Recovery(Graph):
                 keys = [k for k in keys
                         if getattr(fs.stat(self.task_path(k)), "st_ino", None) == st.st_ino
                         and self.result_status(k) is None]
-            self._enter_each(path, keys)
+            self.enter_each(path, keys)
             n += len(keys)
         return n
 
@@ -106,8 +106,9 @@ class Recovery(Graph):
         goes back (its holder is running it: it has no result): a task's claim is renamed
         to ready/KEY[@N]; a bundle's file gets a new link ready/KEY[@N] and the claim stays
         (its runner skips the key).  Without key, the whole claim goes back: each of its
-        tasks without a result and not in skip (given back already) gets its ready/ entry,
-        then the claim is dropped (a task's claim whose task has a result is only dropped,
+        tasks without a result and not in skip (given back already) gets its ready/ entry
+        (or its waiting/ entry and edges, if it waits for another: enter_each), then the
+        claim is dropped (a task's claim whose task has a result is only dropped,
         and its dependents are settled).
 
         attempt: the attempt N a task goes back as (default: the claim's own; a retry gives
@@ -134,63 +135,92 @@ class Recovery(Graph):
             fs.unlink(claim)
             self.settle_dependents(entry)
             return 0
+        data = fs.read(claim)
+        if data is None:
+            return None
         try:
-            got = self.read_bundle(claim)
+            recs = records.bundle_records(data, claim)[1]
         except CorruptFile as e:
             self.quarantine(claim, str(e))
             return 0
-        if got is None:
-            return None
+        try:
+            heads = bundle_heads(data, claim)
+        except CorruptFile:
+            heads = {}  # (a damaged record: entered ready, its runner fails it)
+        # Each task without a result and not in skip goes back; a task of a chain whose
+        # predecessor goes back too (or lost its result with the worker) waits for it.
         skip = set(skip)
-        n = 0
-        for k, _ in got[1]:
+        n, back = 0, list[str]()
+        for k, _ in recs:
             if k in skip or self.result_status(k) is not None:
                 continue
-            charged = lost is not None and running in (k, FIRST)
-            if charged:
+            if lost is not None and running in (k, FIRST):
                 running = ""  # (charged once)
-            n += self._give_back_one(claim, k, attempt, lost if charged else None) or 0
-        fs.unlink(claim)
+                n += 1
+                again = self._charge(claim, k, attempt, lost)
+                if again is None:
+                    continue  # (failed for good)
+                if not set(heads.get(k, {}).get("deps", ())) & set(back):
+                    if self._enter_one(claim, k, again) is None:
+                        return None
+                    continue
+                # (its predecessor's result was lost with the worker: it waits, and at
+                # most this one crash is not counted against its budget)
+            back.append(k)
+        self.enter_each(claim, back, attempt, data=data)
         return n
 
     def _give_back_one(self, claim: str, key: str, attempt: int,
                        lost: str | None) -> int | None:
         """give_back of one task of claim (the claim itself, or a task of the bundle it
         is); lost: why it was lost mid-run, if it was (it is charged)."""
+        if lost is not None:
+            again = self._charge(claim, key, attempt, lost)
+            if again is None:
+                return 1
+            attempt = again
+        return None if self._enter_one(claim, key, attempt) is None else int(lost is not None)
+
+    def _charge(self, claim: str, key: str, attempt: int, lost: str) -> int | None:
+        """Charge key (of claim) an attempt for its lost holder: the attempt it goes back
+        as, or None when it is out of crash budget (then it has a WorkerLost result, its
+        dependents are settled, and a claim of its own is dropped)."""
+        try:
+            header = self.task_header(key) or {}
+        except CorruptFile:
+            header = {}
+        label = f"{header.get('name', 'task')}-{key[:8]}"
+        prior = self.prior_attempt(key, attempt)
+        crashes = int(prior.get("crashes", 0)) + 1
+        budget = header.get("crash_retries", CRASH_RETRIES)
+        if crashes > budget:
+            times = f"{crashes} times" if crashes > 1 else "once (crash_retries is 0)"
+            exc = WorkerLost(f"task {label} failed: its worker was lost {times}; the "
+                             f"last time: {lost}")
+            log.warning("%s", exc)
+            self.publish_result(key, {
+                "status": FAILED, "name": header.get("name"), "attempt": attempt,
+                "crashes": crashes, "error": f"WorkerLost: {exc}", "t_end": time.time()},
+                pack_exception(exc))
+            if not is_bundle(os.path.basename(claim)):
+                fs.unlink(claim)
+            self.settle_dependents(key, entry=header.get("bundle"))
+            return None
+        # Not the task's fault: its next attempt keeps what earlier failures cost it
+        # against Config.retries, and carries the count of crashes.
+        exc = WorkerLost(f"task {label}: {lost}")
+        self.record_attempt(key, attempt, {
+            "status": "lost", "name": header.get("name"), "attempt": attempt,
+            "crashes": crashes, "fail_cost": prior.get("fail_cost", 0.0),
+            "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
+        log.warning("task %s requeued as attempt %d (lost %d of %d times allowed): %s",
+                    label, attempt + 1, crashes, budget, lost)
+        return attempt + 1
+
+    def _enter_one(self, claim: str, key: str, attempt: int) -> int | None:
+        """Put one task of claim back in ready/ as attempt; None if the claim is gone."""
         name = os.path.basename(claim)
         bundled = is_bundle(name)
-        if lost is not None:
-            try:
-                header = self.task_header(key) or {}
-            except CorruptFile:
-                header = {}
-            label = f"{header.get('name', 'task')}-{key[:8]}"
-            prior = self.prior_attempt(key, attempt)
-            crashes = int(prior.get("crashes", 0)) + 1
-            budget = header.get("crash_retries", CRASH_RETRIES)
-            if crashes > budget:
-                times = f"{crashes} times" if crashes > 1 else "once (crash_retries is 0)"
-                exc = WorkerLost(f"task {label} failed: its worker was lost {times}; the "
-                                 f"last time: {lost}")
-                log.warning("%s", exc)
-                self.publish_result(key, {
-                    "status": FAILED, "name": header.get("name"), "attempt": attempt,
-                    "crashes": crashes, "error": f"WorkerLost: {exc}", "t_end": time.time()},
-                    pack_exception(exc))
-                if not bundled:
-                    fs.unlink(claim)
-                self.settle_dependents(key, entry=header.get("bundle"))
-                return 1
-            # Not the task's fault: its next attempt keeps what earlier failures cost it
-            # against Config.retries, and carries the count of crashes.
-            exc = WorkerLost(f"task {label}: {lost}")
-            self.record_attempt(key, attempt, {
-                "status": "lost", "name": header.get("name"), "attempt": attempt,
-                "crashes": crashes, "fail_cost": prior.get("fail_cost", 0.0),
-                "error": f"WorkerLost: {exc}", "t_end": time.time()}, pack_exception(exc))
-            log.warning("task %s requeued as attempt %d (lost %d of %d times allowed): %s",
-                        label, attempt + 1, crashes, budget, lost)
-            attempt += 1
         # (a task keeps its priority; the tasks of a bundle have none)
         ready = self.p("ready", entry_name(key, attempt, 0 if bundled else entry_priority(name)))
         try:
@@ -202,7 +232,7 @@ class Recovery(Graph):
             pass
         except FileNotFoundError:
             return None
-        return 0 if lost is None else 1
+        return 0
 
     def prior_attempt(self, key: str, attempt: int) -> dict[str, Any]:
         """The record of attempt - 1 of key, if it failed or was lost and was retried
@@ -283,7 +313,8 @@ class Recovery(Graph):
     def counts(self, results: int | None = None) -> dict[str, int]:
         """Tasks by state, by listing directories (one listdir per state and shard).
         results: the number of results, if the caller has just counted them."""
-        c = {"waiting": len(fs.listdir(self.p("waiting"))),
+        c = {"waiting": sum(entry_tasks(n) for n in fs.listdir(self.p("waiting"))
+                            if is_entry(n)),
              "ready": self.ready_tasks(),
              "running": sum(entry_tasks(n) for w in fs.listdir(self.p("claimed"))
                             for n in fs.listdir(self.p("claimed", w)))}

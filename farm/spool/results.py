@@ -7,7 +7,7 @@ farm.spool.fs on why "not there" needs a listing to be believed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from farm.errors import CorruptFile
@@ -31,7 +31,9 @@ class Results(Layout):
         existed (a racing pool won, and this outcome is dropped)."""
         return bool(self.publish_results([(key, header, body)]))
 
-    def publish_results(self, batch: list[tuple[str, dict[str, Any], bytes]]) -> list[str]:
+    def publish_results(self, batch: list[tuple[str, dict[str, Any], bytes]],
+                        after: Mapping[str, Iterable[str]] | None = None,
+                        lost: set[str] | None = None) -> list[str]:
         """Publish outcomes with one file (one record, or several as a bundle): linked to
         results/XX/KEY per key (each link decides for its key: EEXIST means a racing pool
         won, and that outcome is dropped), then renamed into notices/ as one notice (the
@@ -42,7 +44,13 @@ class Results(Layout):
         notice then; each winner gets notices/KEY (a link to the file) instead.  A kill -9
         after some links leaves results without a notice (the driver's periodic check of
         pending keys finds them) and tasks without a result (their claim is still held, and
-        is requeued)."""
+        is requeued).
+
+        after and lost, for a chain run from values held in memory: after[KEY] are the
+        keys whose values KEY's outcome was computed from; lost (updated) the keys whose
+        outcome of this run lost its race.  An outcome computed from a lost one is not
+        published either (the run that won publishes its own), so that a chain's results
+        all come from one run of it."""
         recs = [(k, records.encode("RESULT", {"key": k, **h}, b, self.key)) for k, h, b in batch]
         if len(recs) == 1:
             notice, tmp, data = recs[0][0], self.tmp(), recs[0][1]
@@ -55,8 +63,12 @@ class Results(Layout):
         try:
             for key, header, _ in batch:
                 try:
+                    if lost is not None and after and lost.intersection(after.get(key, ())):
+                        raise FileExistsError(key)  # (not ours to publish)
                     _link_into(tmp, self.result_path(key))
                 except FileExistsError:
+                    if lost is not None:
+                        lost.add(key)
                     continue
                 won.append(key)
                 if header.get("status") == OK:

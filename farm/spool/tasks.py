@@ -56,9 +56,11 @@ class Tasks(Results):
         """Publish task payloads with one file and enter them in state: create the file in
         tmp/, link it to tasks/XX/KEY per key (the commit point: EEXIST means that task
         exists already), rename it into state/.  One task is a plain record in
-        tmp/KEY.new; several (ready ones only) are a bundle, tmp/BID.bundle, entered as
-        ready/BID: 1 + 2/K operations per task instead of 3.  Returns the keys that existed
-        already (not published; the caller attaches to them).
+        tmp/KEY.new; several are a bundle, tmp/BID.bundle, entered as state/BID: 1 + 2/K
+        operations per task instead of 3.  A chain bundle (its tasks wait for each other,
+        and perhaps for tasks outside it) is entered in waiting/ whole, as one task would
+        be, if it waits for a task outside it.  Returns the keys that existed already (not
+        published; the caller attaches to them).
 
         If a key of a bundle existed, the bundle is not entered whole (it holds a task that
         is not ours to run): each new key gets its own ready/KEY link to the file instead.
@@ -95,7 +97,7 @@ class Tasks(Results):
                 except FileExistsError:
                     existed.append(key)
             if existed:
-                self._enter_each(tmp, linked, state=state)
+                self.enter_each(tmp, linked)
             else:
                 fs.rename(tmp, self.p(state, entry))
         except OSError:
@@ -112,12 +114,14 @@ class Tasks(Results):
             fs.unlink(path)  # left by a driver that died here
             fs.create(path, data, exclusive=True)
 
-    def _enter_each(self, src: str, keys: list[str], attempt: int = 0,
-                    state: str = "ready") -> None:
-        """Give each key of the file src its own entry in state/, then drop src."""
+    def enter_each(self, src: str, keys: list[str], attempt: int = 0,
+                   data: bytes | None = None) -> None:
+        """Give each key of the bundle file src its own ready/ entry, then drop src.
+        (Graph.enter_each, which a Spool uses, enters a task that waits for another in
+        waiting/ instead.)"""
         for key in keys:
             try:
-                fs.link(src, self.p(state, entry_name(key, attempt)))
+                fs.link(src, self.p("ready", entry_name(key, attempt)))
             except FileExistsError:
                 pass
         fs.unlink(src)

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from farm.dataflow.futures import when_all_done
+from farm.dataflow.futures import AppFuture, when_all_done
 from farm.dataflow.task import TaskRecord
 from farm.errors import CorruptFile, SpoolError
 from farm.executors.spool.calls import not_submitted
@@ -92,11 +92,13 @@ class Writer:
             k = max(1, min(BUNDLE, len(batch) // (2 * self.upkeep.slots)))
             group: list[Submit] = []
             for item in batch:
-                if isinstance(item, Submit) and k > 1 and self._bundle_into(group, item):
-                    if len(group) >= k:
-                        self._write_group(group)
-                    continue
-                self._write_group(group)  # (first: the calls bundled so far came before)
+                if isinstance(item, Submit):
+                    if self._bundle_into(group, item, k):
+                        continue
+                    self._write_group(group)  # (first: the calls bundled so far came before)
+                    if self._bundle_into(group, item, k):
+                        continue  # (it starts the next bundle)
+                self._write_group(group)
                 match item:
                     case Stop():
                         return
@@ -108,17 +110,36 @@ class Writer:
 
     # -- bundles ------------------------------------------------------------------------------
 
-    def _bundle_into(self, group: list[Submit], item: Submit) -> bool:
-        """Add a call to the bundle being formed, if it can go in one: a new task (not in
-        the spool yet, not a repeat of one in this bundle) whose dependencies all have
-        succeeded, with small arguments.  False: write it on its own."""
+    def _bundle_into(self, group: list[Submit], item: Submit, k: int) -> bool:
+        """Add a call to the bundle being formed, if it can go in one (False: the bundle is
+        written first, and the call starts the next one or is written on its own).
+
+        It must be a new task (not in the spool yet, not a repeat of one in this bundle)
+        with small arguments and no priority.  Its dependencies have all succeeded (then
+        it joins while the bundle has fewer than k tasks: k keeps every worker slot
+        supplied), or it is the next link of a chain: it waits for the bundle's last task
+        (and tasks that succeeded), so it could only run after it anyway; a bundle holds
+        up to BUNDLE links.  A chain bundle may start with a task that waits for tasks
+        outside it: the bundle then waits in waiting/, as one task, for those."""
         task = item.task
         if self.upkeep.fenced or len(item.body) > 65536 or priority_of(task.opts) \
-                or any(s.task.key == task.key for s in group):
+                or len(group) >= BUNDLE or any(s.task.key == task.key for s in group):
             return False  # (a bundle has no priority: its tasks keep theirs alone)
+        last = group[-1].task.key if group else None
+        inside = outside = False
         for f in task.waits_on:
-            if not f.done() or f.exception() is not None:
+            if f.done():
+                if f.exception() is not None:
+                    return False  # (it fails with a dependency error: on its own)
+            elif getattr(f, "key", None) == last and last is not None:
+                inside = True
+            elif self.native(f) and f.key in task.deps and not group:
+                outside = True  # (a first task that waits: the bundle waits with it)
+            else:
                 return False
+        if not inside and not outside and (
+                len(group) >= k or any(self._waits(s) for s in group[:1])):
+            return False  # (a ready task must not wait for a bundle's outside tasks)
         try:
             # (a hint for the task file: a link of the bundle decides, and a key that
             # existed is attached as any other)
@@ -127,22 +148,31 @@ class Writer:
                 return False
         except OSError:
             return False  # (written on its own, which reports the error)
-        self.pending.add(task.key, task.future)
         group.append(item)
         return True
+
+    @staticmethod
+    def _waits(item: Submit) -> list[AppFuture]:
+        """The futures of item's dependencies that are not done yet."""
+        return [f for f in item.task.waits_on if not f.done()]
 
     def _write_group(self, group: list[Submit]) -> None:
         """Write the bundle formed so far (and empty the list)."""
         if not group:
             return
+        if len(group) == 1:
+            self._write_one(group.pop())  # (a task that waits is indexed there)
+            return
         items = [(s.task.key, s.header, s.body) for s in group]
         tasks = {s.task.key: s.task for s in group}
+        keys = set(tasks)
+        # The chain's first task may wait for tasks outside the bundle: then so does it.
+        outside = [f for f in self._waits(group[0]) if f.key not in keys]
+        for s in group:
+            self.pending.add(s.task.key, s.task.future)
         group.clear()
         try:
-            if len(items) == 1:
-                existed = [] if self.spool.put_task(*items[0], "ready") else [items[0][0]]
-            else:
-                existed = self.spool.put_bundle(items)
+            existed = self.spool.put_tasks(items, "waiting" if outside else "ready")
         except Exception as e:
             log.exception("farm: cannot submit %d tasks", len(items))
             why = fs.explain(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
@@ -158,6 +188,26 @@ class Writer:
         self.upkeep.ensure_blocks()
         for key in existed:  # (in the spool already, though not visible here at first)
             self._attach(tasks[key], {}, True)
+        if outside and not existed:
+            self._index_bundle(items[0][1]["bundle"], outside)
+
+    def _index_bundle(self, bid: str, outside: list[AppFuture]) -> None:
+        """Index a waiting chain bundle as a dependent of the outside tasks it waits for,
+        then its backstop: this driver moves it to ready/ once it has seen them all end
+        (failed or not: the bundle's runner gives a task whose dependency failed its
+        dependency error).  The protocol's order, as for one task (_index_deps)."""
+        for f in outside:
+            d = f.key
+            self.spool.add_dependent(d, bid, self.pending.bundle_of.get(d) or (
+                d if self.fresh else self.spool.entry_of(d)))
+
+        def promote() -> None:
+            try:
+                self.spool.advance(bid, [])
+            except Exception as e:  # the sweeps promote it later
+                log.error("farm: cannot promote bundle %s: %s", bid, e)
+
+        when_all_done(outside, promote)
 
     # -- one task -----------------------------------------------------------------------------
 
