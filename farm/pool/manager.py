@@ -103,6 +103,9 @@ class Pool:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.token = self.spool.shutdown_token()  # a request older than this pool
+        # The first heartbeat before any worker can claim: a pool killed at once must be
+        # one that observers know of (only a known pool's claims are ever taken over).
+        self._beat("running")
         for i in range(self.nworkers):
             self._start(i)
         self.next_beat = 0.0
