@@ -92,16 +92,34 @@ def find(spool: Spool, ref: str) -> Task:
         raise ConfigError(f"{ref!r} names no task: give NAME-KEY8 (as farm prints it), a key "
                           "or a key prefix of 6 characters or more")
     keys = spool.task_keys(m[1])
-    if not keys:
-        keys = [k for k, _ in spool.iter_results() if k.startswith(m[1])]  # (no payload)
+    queued = states(spool)
+    if not keys:  # (queued in a bundle without links: no name of its own yet)
+        keys = sorted(k for k in queued if k.startswith(m[1]))
     if len(keys) != 1:
         raise ConfigError(f"{ref!r} matches {len(keys)} tasks in {spool.path}"
                           + ("; give more of the key" if keys else ""))
     key = keys[0]
     result = next(iter(spool.iter_results([key])), (key, None))[1]
     state = ("done" if result.get("status") == OK else "failed") if result else \
-        states(spool).get(key, "unknown")
-    return Task(key, state, _header(spool, key), result)
+        queued.get(key, "unknown")
+    return Task(key, state, _header(spool, key) or _queued_header(spool, key), result)
+
+
+def _queued_header(spool: Spool, key: str) -> dict[str, Any]:
+    """The header of a task queued in a bundle without links, from its entry's file."""
+    dirs = [spool.p("waiting"), spool.p("ready")]
+    dirs += [spool.p("claimed", w) for w in fs.listdir(spool.p("claimed"))]
+    for d in dirs:
+        for name in fs.listdir(d):
+            if is_entry(name) and is_bundle(name):
+                try:
+                    got = spool.read_bundle(os.path.join(d, name))
+                    for k, rec in got[1] if got else ():
+                        if k == key:
+                            return spool.decode_task(rec, os.path.join(d, name), k)[0]
+                except CorruptFile:
+                    continue
+    return {}
 
 
 def attempts(spool: Spool, task: Task) -> list[dict[str, Any]]:

@@ -320,8 +320,12 @@ class Watcher:
                 return None
             READS["task"] += 1
             path = self.spool.task_path(key)
+            data = _read_head(path)
+            if data is None:  # (a task of a bundle without links: its bundle's file)
+                path = self.spool.payload_path(key) or path
+                data = _read_head(path)
             try:
-                heads = _headers("TASK", _read_head(path), path, key)
+                heads = _headers("TASK", data, path, key)
             except CorruptFile:
                 heads = []
             for k, h in heads:  # (a bundle's file: every task of it)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
+import textwrap
 import threading
 import uuid
 
@@ -17,7 +19,7 @@ from farm.executors.spool.writer import Flush
 from farm.spool import OK, Spool, fs, is_bundle
 from farm.spool.layout import shard
 
-from .conftest import spool_config
+from .conftest import FARM, eventually, run_script, spool_config
 
 
 class GatedQueue:
@@ -50,13 +52,18 @@ def gated_driver(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     farm.load(spool_config(tmp_path / "s", blocks=0))
     ex = farm.dfk().executors["spool"]
+    ex.running.upkeep.slots = 1  # bundles of half the queued calls, at most 64
+    return ex, _gate(ex)
+
+
+def _gate(ex):
+    """Hold the executor's writer shut again (its calls queue up until gate.open())."""
     writer = ex.running.writer
     old, writer.outbox = writer.outbox, GatedQueue()
     flush = Flush()
     old.put(flush)  # the writer, blocked on the old queue, moves on to the gated one
     assert flush.done.wait(10)
-    ex.running.upkeep.slots = 1  # bundles of half the queued calls, at most 64
-    return ex, writer.outbox
+    return writer.outbox
 
 
 def test_a_worker_killed_in_a_bundle_charges_only_the_task_it_was_running(
@@ -256,11 +263,13 @@ def test_a_chain_is_one_bundle_that_waits_for_the_task_outside_it(tmp_path, pool
     first = hop(0)
     gate.open()
     farm.flush()
+    gate = _gate(ex)
     prev, chain = first, []
     for _ in range(10):
         prev = hop(prev)
         chain.append(prev)
     fan = [hop(chain[0]) for _ in range(2)]  # (a fan-out: not serialised into the chain)
+    gate.open()
     farm.flush()
     waiting = os.listdir(ex.spool.p("waiting"))
     bundles = [n for n in waiting if is_bundle(n)]
@@ -376,3 +385,105 @@ def test_a_chain_result_computed_from_a_lost_one_is_not_published(tmp_path):
     # ...and later batches of the same chain too.
     d = uuid.uuid4().hex
     assert spool.publish_results([(d, {"status": OK}, b"")], {d: {b}}, lost) == []
+
+
+# -- bundles without links: ready tasks known to be new have no tasks/XX/KEY --------------------
+
+
+def test_a_bulk_bundle_has_no_links_and_its_file_stays_as_the_payload(tmp_path, pools,
+                                                                       monkeypatch):
+    ex, gate = gated_driver(tmp_path, monkeypatch)
+
+    @python_app
+    def square(i):
+        if i == 3:
+            raise ValueError("three")
+        return i * i
+
+    futs = [square(i) for i in range(8)]
+    gate.open()
+    farm.flush()
+    bids = ex.spool.ready_names()
+    assert len(bids) == 2 and all(is_bundle(b) for b in bids)  # (two bundles of four)
+    assert not [n for s in os.listdir(ex.spool.p("tasks"))
+                for n in os.listdir(ex.spool.p("tasks", s))]  # no name per task
+    pools.start(ex.spool.path, "--workers", "1", "--idle-timeout", "30")
+    assert [f.exception(60) is None for f in futs] == [i != 3 for i in range(8)]
+    # The bundle's file is kept; each result names it; the header is found through it.
+    assert all(os.path.exists(ex.spool.bundle_path(b)) for b in bids)
+    bid = ex.spool.read_result(futs[5].key)[0]["bundle"]
+    assert bid in bids and ex.spool.read_result(futs[3].key)[0]["bundle"] in bids
+    assert ex.spool.task_header(futs[5].key)["name"] == "square"
+    assert ex.spool.payload_path(futs[5].key) == ex.spool.bundle_path(bid)
+    assert ex.spool.counts()["tasks"] == 8
+    # farm show and farm retry find it too (retry links it back in tasks/ to requeue it).
+    show = subprocess.run([*FARM, "show", ex.spool.path, futs[3].key[:10]],
+                          capture_output=True, text=True, timeout=30)
+    bid3 = ex.spool.read_result(futs[3].key)[0]["bundle"]
+    assert show.returncode == 0 and ex.spool.bundle_path(bid3) in show.stdout, show.stderr
+    retry = subprocess.run([*FARM, "retry", ex.spool.path, "--failed"], capture_output=True,
+                           text=True, timeout=30)
+    assert "1 task(s) requeued" in retry.stdout, retry.stdout + retry.stderr
+    assert [n for n in os.listdir(ex.spool.p("attempts")) if n.startswith(futs[3].key)]
+    eventually(lambda: ex.spool.result_status(futs[3].key) == "failed", 30,
+               "the requeued task to run (and fail) again")
+
+
+def test_a_resumed_driver_does_not_submit_again_what_a_bundle_without_links_holds(tmp_path,
+                                                                                  pools):
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent("""
+        import sys, farm
+        from farm import python_app
+        from farm.executors import SpoolExecutor
+        from farm.providers import LocalProvider
+
+        @python_app
+        def mark(i):
+            import os, uuid
+            open(os.path.join("runs", f"{i}.{uuid.uuid4().hex}"), "w").close()
+            return i
+
+        blocks = int(sys.argv[1])
+        ex = SpoolExecutor(spool="s", provider=LocalProvider(init_blocks=blocks,
+                           max_blocks=blocks), idle_timeout=5, heartbeat_period=0.5)
+        with farm.load(farm.Config(executors=[ex])):
+            futs = [mark(i) for i in range(300)]
+            farm.flush()
+            if blocks:
+                print(sum(f.result(60) for f in futs), ex.stats["submitted"])
+            else:
+                print(len(ex.spool.ready_names()), ex.spool.ready_tasks())
+    """))
+    (tmp_path / "runs").mkdir()
+    first = run_script(script, tmp_path, "0")  # no pool: all stays queued
+    assert first.returncode == 0, first.stderr
+    entries, queued = map(int, first.stdout.split())
+    assert queued == 300 and entries < 300  # (in bundles)
+    assert not [n for s in os.listdir(tmp_path / "s" / "tasks")
+                for n in os.listdir(tmp_path / "s" / "tasks" / s)]
+    again = run_script(script, tmp_path, "1")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == [str(sum(range(300))), "0"]  # nothing submitted again
+    assert len(os.listdir(tmp_path / "runs")) == 300  # each ran once
+
+
+def test_a_driver_killed_before_entering_a_bundle_without_links_leaves_garbage(tmp_path,
+                                                                              monkeypatch):
+    spool = Spool.create(tmp_path / "s")
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    real = fs.rename
+
+    def killed(src, dst):
+        if src.endswith(".bundle"):
+            raise KeyboardInterrupt  # (as far as the spool is concerned: kill -9 here)
+        real(src, dst)
+
+    monkeypatch.setattr(fs, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        spool.put_tasks(_items(keys), links=False)
+    monkeypatch.setattr(fs, "rename", real)
+    again = Spool(spool.path)
+    assert again.recover_bundles() == 0  # no key is anywhere: the next run submits them
+    assert not os.listdir(again.p("tmp")) and not again.queued_keys()
+    assert not any(again.is_orphan(k) for k in keys)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     reason = history.why_it_ran(spool, t)
     if reason:
         print(f"  why      {reason}")
-    print(f"  payload  {spool.task_path(t.key)}")
+    print(f"  payload  {spool.payload_path(t.key) or spool.task_path(t.key)}")
     if t.result is not None:
         print(f"  result   {spool.result_path(t.key)}")
     past = history.attempts(spool, t)

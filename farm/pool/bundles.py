@@ -20,7 +20,7 @@ from farm.errors import CorruptFile, FarmError
 from farm.pool.limits import Limits
 from farm.pool.shared import IO_BACKOFF, Board, WorkerState
 from farm.pool.task import TaskRunner
-from farm.spool import OK, Spool, fs
+from farm.spool import OK, Spool
 
 log = logging.getLogger("farm.pool")
 
@@ -198,7 +198,7 @@ class BundleRunner(TaskRunner):
                 failed.add(key)
             t_claimed = time.time()
         self.results.flush()
-        fs.unlink(path)
+        self.spool.retire_bundle(path)
 
     def _failed_deps(self, header: dict[str, Any], keys: set[str],
                      failed: set[str]) -> list[str]:

@@ -301,6 +301,8 @@ class TaskRunner:
         head = outcome.head
         head.update(name=header.get("name"), attempt=attempt, pool=self.pool, worker=self.index,
                     host=self.host, pid=self.pid, t_claimed=t_claimed)
+        if header.get("bundle"):
+            head["bundle"] = header["bundle"]  # (where its payload is: Spool.payload_path)
         return head
 
     def _finish(self, key: str, path: str, header: dict[str, Any], outcome: Outcome,

@@ -19,6 +19,7 @@ from farm.spool.layout import (
     FAILED,
     HEAD,
     OK,
+    _link_into,
     _read_head,
     entry_name,
     is_bundle,
@@ -212,11 +213,15 @@ class Graph(Tasks):
             except FileExistsError:
                 pass
             if pending:
+                try:  # (a waiting task is promoted from tasks/XX/KEY: a bundle without
+                    _link_into(src, self.task_path(key))  # links gets one for it)
+                except FileExistsError:
+                    pass
                 for d in pending:
                     self.add_dependent(d, key, head["bundle"] if d in heads
                                        else self.entry_of(d))
                 self.try_promote(key)
-        fs.unlink(src)
+        self.retire_bundle(src)
 
     def fail_damaged(self, key: str, err: CorruptFile, entry: str | None = None) -> None:
         """A task whose payload is damaged or forged: move it out of the protocol (its
@@ -276,8 +281,14 @@ class Graph(Tasks):
             k = work.pop()
             try:
                 header = self.task_header(k)
+                payload = self.payload_path(k)
+                if header is not None and payload and payload != self.task_path(k):
+                    # (of a bundle without links: it is entered from tasks/XX/KEY again)
+                    _link_into(payload, self.task_path(k))
             except CorruptFile:
                 header = None
+            except FileExistsError:
+                pass
             fs.unlink(self.p("notices", k))
             try:
                 fs.rename(self.result_path(k),

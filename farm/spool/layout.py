@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import yaml
@@ -112,6 +113,11 @@ class Paths:
 
     def result_path(self, key: str) -> str:
         return self.p("results", shard(key), key)
+
+    def bundle_path(self, bid: str) -> str:
+        """Where a task bundle's file is kept once its tasks are run or given back (the
+        payload of its tasks that have no tasks/XX/KEY link of their own)."""
+        return self.p("tasks", bid[1:3], bid)
 
     def worker_dir(self, pool: str, worker: int) -> str:
         return self.p("claimed", f"{pool}.{worker}")
@@ -342,6 +348,28 @@ def _link_into(src: str, dst: str) -> None:
     except FileNotFoundError:
         fs.mkdir(os.path.dirname(dst))
         fs.link(src, dst)
+
+
+LINKERS = 8  # links of one batch in flight at once (_link_each)
+_linkers: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _link_each(src: str, dsts: list[str]) -> list[OSError | None]:
+    """_link_into(src, dst) for each dst, up to LINKERS at a time: on a network
+    filesystem each link is a round trip to the metadata server, which serves several at
+    once.  Returns each link's error (FileExistsError: the name existed), or None."""
+    global _linkers
+    if _linkers is None or _linkers[0] != os.getpid():  # (a pool's worker: after its fork)
+        _linkers = (os.getpid(), ThreadPoolExecutor(LINKERS, thread_name_prefix="farm-link"))
+
+    def one(dst: str) -> OSError | None:
+        try:
+            _link_into(src, dst)
+        except OSError as e:
+            return e
+        return None
+
+    return list(_linkers[1].map(one, dsts))
 
 
 def _yaml(data: bytes | None) -> Any:

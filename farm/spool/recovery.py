@@ -70,6 +70,30 @@ class Recovery(Graph):
                             {split_name(n)[0] for d in dirs for n in fs.listdir(d)})
         return self._queued[1]
 
+    def queued_keys(self) -> set[str]:
+        """The keys with an entry in waiting/, ready/ or claimed/ (a bundle's entry: each
+        of its tasks), by fresh listings: what a driver that resumes must not submit
+        again (tasks of a bundle without links have no tasks/XX/KEY to say they exist).
+        Listed in the order tasks move, so a task moving on meanwhile is seen."""
+        keys: set[str] = set()
+        dirs = [self.p("waiting"), self.p("ready")]
+        dirs += [self.p("claimed", w) for w in fs.listdir(self.p("claimed"))]
+        for d in dirs:
+            for name in fs.listdir(d):
+                key = split_name(name)[0]
+                if not is_entry(name):
+                    continue
+                if not is_bundle(key):
+                    keys.add(key)
+                    continue
+                try:
+                    got = self.read_bundle(os.path.join(d, name))
+                except CorruptFile:
+                    continue
+                if got is not None:
+                    keys.update(k for k, _ in got[1])
+        return keys
+
     def recover_bundles(self) -> int:
         """At a driver's start (it holds the driver lock, so no other driver writes
         bundles): finish the bundles a killed driver left in tmp/.  Keys linked to one get
@@ -287,8 +311,8 @@ class Recovery(Graph):
                 if not is_entry(name):
                     continue
                 if is_bundle(key):
-                    if d != self.p("ready") and self._bundle_done(os.path.join(d, name)) \
-                            and fs.unlink(os.path.join(d, name)):
+                    if d != self.p("ready") and self._bundle_done(os.path.join(d, name)):
+                        self.retire_bundle(os.path.join(d, name))
                         counts["cleared"] += 1
                         self.settle_bundle(key)
                 elif self.peek_status(key) is not None and fs.unlink(os.path.join(d, name)):
@@ -318,8 +342,9 @@ class Recovery(Graph):
              "ready": self.ready_tasks(),
              "running": sum(entry_tasks(n) for w in fs.listdir(self.p("claimed"))
                             for n in fs.listdir(self.p("claimed", w)))}
-        c["tasks"] = _count_sharded(self, "tasks")
         c["results"] = _count_sharded(self, "results") if results is None else results
+        # (tasks/ has no name per task for bundles without links: count states instead)
+        c["tasks"] = c["results"] + c["waiting"] + c["ready"] + c["running"]
         return c
 
 

@@ -17,6 +17,7 @@ from farm.spool.layout import (
     OK,
     SHARDS,
     Layout,
+    _link_each,
     _link_into,
     _read_head,
     is_bundle,
@@ -60,12 +61,20 @@ class Results(Layout):
                 notice, "RESULT", recs)
         fs.create(tmp, data)
         won = []
+        # Links of independent outcomes go out several at a time (a chain's in order:
+        # whether one is published depends on the one before).
+        errors = (_link_each(tmp, [self.result_path(k) for k, _, _ in batch])
+                  if len(batch) >= 8 and not after else None)
         try:
-            for key, header, _ in batch:
+            for i, (key, header, _) in enumerate(batch):
                 try:
-                    if lost is not None and after and lost.intersection(after.get(key, ())):
+                    if errors is not None:
+                        if (err := errors[i]) is not None:
+                            raise err
+                    elif lost is not None and after and lost.intersection(after.get(key, ())):
                         raise FileExistsError(key)  # (not ours to publish)
-                    _link_into(tmp, self.result_path(key))
+                    else:
+                        _link_into(tmp, self.result_path(key))
                 except FileExistsError:
                     if lost is not None:
                         lost.add(key)

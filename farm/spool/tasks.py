@@ -20,6 +20,7 @@ from farm.spool.layout import (
     _read_head,
     entry_name,
     entry_tasks,
+    is_bundle,
     is_entry,
     new_bundle_id,
     priority_of,
@@ -52,7 +53,7 @@ class Tasks(Results):
         return self.put_tasks(items, "ready")
 
     def put_tasks(self, items: list[tuple[str, dict[str, Any], bytes]],
-                  state: str = "ready") -> list[str]:
+                  state: str = "ready", links: bool = True) -> list[str]:
         """Publish task payloads with one file and enter them in state: create the file in
         tmp/, link it to tasks/XX/KEY per key (the commit point: EEXIST means that task
         exists already), rename it into state/.  One task is a plain record in
@@ -64,6 +65,13 @@ class Tasks(Results):
 
         If a key of a bundle existed, the bundle is not entered whole (it holds a task that
         is not ours to run): each new key gets its own ready/KEY link to the file instead.
+
+        links=False (a bundle of ready tasks the driver knows to be new: Writer): no
+        tasks/XX/KEY links, 2/K operations per task.  Its tasks' payload is then the bundle
+        file: reached from a state entry while queued, and afterwards from bundle_path(BID)
+        (named in each result's header), where the file is kept (retire_bundle).  A
+        kill -9 before the rename leaves a file no key is linked to: garbage, and its
+        tasks, in no state and without a result, are submitted again by the next driver.
 
         kill -9 of one task's submission between the link and the rename leaves
         tmp/KEY.new linked to the payload; the next driver's O_EXCL create finds it,
@@ -90,7 +98,7 @@ class Tasks(Results):
             fs.create(tmp, records.encode_bundle(entry, "TASK", recs))
         linked, existed = [], []
         try:
-            for key, _, _ in items:
+            for key, _, _ in items if links or len(items) == 1 else ():
                 try:
                     _link_into(tmp, self.task_path(key))
                     linked.append(key)
@@ -124,7 +132,40 @@ class Tasks(Results):
                 fs.link(src, self.p("ready", entry_name(key, attempt)))
             except FileExistsError:
                 pass
-        fs.unlink(src)
+        self.retire_bundle(src)
+
+    def retire_bundle(self, path: str) -> None:
+        """Drop a bundle's claim (or its file in tmp/) once each of its tasks has a result
+        or an entry of its own: renamed to bundle_path, where it stays the payload of the
+        tasks that have no tasks/XX/KEY link (put_tasks(links=False)).  One rename, as
+        the unlink it replaces."""
+        bid = split_name(os.path.basename(path).removesuffix(".bundle"))[0]
+        if not (is_entry(bid) and is_bundle(bid)):
+            fs.unlink(path)
+            return
+        try:
+            fs.rename(path, self.bundle_path(bid))
+        except FileNotFoundError:
+            pass  # (retired or given back by someone else: an observer, a sweep)
+
+    def payload_path(self, key: str) -> str | None:
+        """Where key's task record is: tasks/XX/KEY, or, for a task of a bundle without
+        links, its bundle's file (named by its result's header); None if neither is
+        there."""
+        path = self.task_path(key)
+        if fs.read(path, 0) is not None:
+            return path
+        data = _read_head(self.result_path(key))
+        if data is None:
+            return None
+        try:
+            bid = records.pick("RESULT", data, self.result_path(key), key)[0].get("bundle")
+        except CorruptFile:
+            return None
+        if not (isinstance(bid, str) and is_entry(bid) and is_bundle(bid)):
+            return None
+        path = self.bundle_path(bid)
+        return path if fs.read(path, 0) is not None else None
 
     def read_task(self, path: str, key: str | None = None) -> tuple[dict[str, Any], bytes]:
         """The task at path (a state entry or payload; key: which one, if path may be a
@@ -149,7 +190,9 @@ class Tasks(Results):
 
     def task_header(self, key: str) -> dict[str, Any] | None:
         """A task's header, without reading (or checking) its pickled arguments."""
-        path = self.task_path(key)
+        path = self.payload_path(key)
+        if path is None:
+            return None
         data = _read_head(path)
         if data is None:
             return None
@@ -164,10 +207,14 @@ class Tasks(Results):
         return f"{header.get('name', 'task')}-{key[:8]}"
 
     def task_keys(self, prefix: str = "") -> list[str]:
-        """The keys of the tasks in the spool that start with prefix (a listing per shard
-        the prefix allows)."""
-        return [k for s in SHARDS if s.startswith(prefix[:2])
-                for k in fs.listdir(self.p("tasks", s)) if k.startswith(prefix) and is_entry(k)]
+        """The keys of the tasks in the spool that start with prefix: those of tasks/ and
+        of results/ (a task of a bundle without links has only a result), by a listing
+        of each shard the prefix allows.  Queued tasks of such bundles are not among
+        them (Recovery.queued_keys finds those)."""
+        keys = {k for top in ("tasks", "results") for s in SHARDS if s.startswith(prefix[:2])
+                for k in fs.listdir(self.p(top, s))
+                if k.startswith(prefix) and is_entry(k) and not is_bundle(k)}
+        return sorted(keys)
 
     def enqueue(self, key: str, ready: bool, priority: int = 0) -> None:
         """Link a published payload into ready/ or waiting/ (EEXIST: it is already there).

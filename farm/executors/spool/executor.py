@@ -150,12 +150,14 @@ class SpoolExecutor:
         # lookup by name could be answered from a stale cache on NFS).  A key not in it
         # that is in the spool is looked at again, properly, when its link fails.
         had_result: set[str] = set()
+        queued: set[str] = set()
         if not fresh:
             spool.ensure_shards()
             had_result = spool.result_keys()
             if n := spool.recover_bundles():
                 print(f"farm: entered {n} tasks a killed driver had left half submitted",
                       file=sys.stderr)
+            queued = spool.queued_keys() - had_result
         spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         _announce(spool, fresh, had_result)
         scaler = Blocks(spool, self.provider, self.python, self.pool_options(),
@@ -166,7 +168,7 @@ class SpoolExecutor:
         collector = Collector(spool, self.pending, stop, self.sweep_period)
         writer = Writer(spool, self.pending, collector, upkeep, self.native, fresh=fresh,
                         had_result=had_result, rerun_failed=self.rerun_failed,
-                        stats=self.stats)
+                        stats=self.stats, queued=queued)
         # Three threads besides the writer, so that none delays another: results (fast
         # polling), the driver's heartbeat, and pools + blocks (squeue may take seconds on
         # a busy cluster).

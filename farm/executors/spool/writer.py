@@ -64,7 +64,7 @@ Item = Submit | Flush | Stop
 class Writer:
     def __init__(self, spool: Spool, pending: Pending, collector: Collector, upkeep: Upkeep,
                  native: Callable[[Future[Any]], bool], *, fresh: bool, had_result: set[str],
-                 rerun_failed: bool, stats: dict[str, int]):
+                 rerun_failed: bool, stats: dict[str, int], queued: set[str] | None = None):
         self.outbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.spool = spool
         self.pending = pending
@@ -74,6 +74,9 @@ class Writer:
         self.fresh = fresh  # the spool is new: no earlier run left tasks in it
         # Keys that had a result when this driver started (see SpoolExecutor.start).
         self.had_result = had_result
+        # Keys queued (in waiting/, ready/ or claimed/) when this driver started: tasks of
+        # bundles without links have no tasks/XX/KEY to say they exist.
+        self.queued = queued or set()
         self.rerun_failed = rerun_failed
         self.reran: set[str] = set()  # failed in an earlier run, requeued by this one
         self.stats = stats  # (SpoolExecutor.stats: submitted, attached, done_before, rerun)
@@ -143,7 +146,7 @@ class Writer:
         try:
             # (a hint for the task file: a link of the bundle decides, and a key that
             # existed is attached as any other)
-            if not self.fresh and (task.key in self.had_result
+            if not self.fresh and (task.key in self.had_result or task.key in self.queued
                                    or fs.peek(self.spool.task_path(task.key), 0) is not None):
                 return False
         except OSError:
@@ -168,11 +171,15 @@ class Writer:
         keys = set(tasks)
         # The chain's first task may wait for tasks outside the bundle: then so does it.
         outside = [f for f in self._waits(group[0]) if f.key not in keys]
+        # Ready tasks that wait for nothing, known to be new: no tasks/XX/KEY links (their
+        # payload is the bundle's file: Spool.put_tasks).  A chain keeps its links: its
+        # tasks may be taken apart into waiting/, which promotes from tasks/XX/KEY.
+        links = bool(outside) or any(set(s.task.deps) & keys for s in group)
         for s in group:
             self.pending.add(s.task.key, s.task.future)
         group.clear()
         try:
-            existed = self.spool.put_tasks(items, "waiting" if outside else "ready")
+            existed = self.spool.put_tasks(items, "waiting" if outside else "ready", links)
         except Exception as e:
             log.exception("farm: cannot submit %d tasks", len(items))
             why = fs.explain(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
@@ -250,6 +257,9 @@ class Writer:
             return
         done = {f.key: f.done() and f.exception() is None for f in task.waits_on}
         ready = all(done.get(d, False) for d in task.deps)
+        if key in self.queued:  # (of an earlier driver, in a bundle without links)
+            self._attach(task, done, ready)
+            return
         try:
             new = self.spool.put_task(key, item.header, item.body,
                                       "ready" if ready else "waiting")
