@@ -150,6 +150,21 @@ def _call_python(name: str, func: Callable[..., Any], args: tuple[Any, ...],
         signal.signal(signal.SIGALRM, old)
 
 
+_dirs: dict[str, tuple[bool, float]] = {}  # cwd -> (is a directory, when looked at)
+
+
+def _is_dir(path: str) -> bool:
+    """os.path.isdir, looked up at most every 10 s per path: on a network filesystem each
+    look is a request to the server, and a bash app's cwd rarely changes."""
+    known = _dirs.get(path)
+    now = time.monotonic()
+    if known is None or now - known[1] > 10.0:
+        if len(_dirs) > 1000:
+            _dirs.clear()
+        known = _dirs[path] = (os.path.isdir(path), now)
+    return known[0]
+
+
 # The bash child of the task being run, so a worker told to stop can kill its group.
 current_child: subprocess.Popen[bytes] | None = None
 
@@ -170,7 +185,7 @@ def _run_bash(name: str, func: Callable[..., Any], args: tuple[Any, ...],
         proc = subprocess.Popen(
             ["/bin/bash", "-c", cmd], stdin=subprocess.DEVNULL, stdout=streams[0],
             stderr=streams[1], start_new_session=True,
-            cwd=cwd if cwd and os.path.isdir(cwd) else None)
+            cwd=cwd if cwd and _is_dir(cwd) else None)
     finally:
         for s in streams:
             if s is not None:

@@ -30,20 +30,28 @@ SPLIT, SPLIT_ALWAYS = 0.2, 2.0
 SPLIT_LOOK = 0.5  # seconds a worker trusts its last look at whether ready/ had other work
 BATCH, BATCH_BYTES = 64, 1 << 20  # results published in one file, at most
 HOLD = 0.02  # seconds a result may wait for others to share its file
+BACKLOG = 4 * BATCH  # results held before the worker waits for them to be published
 
 
 class Results:
-    """Outcomes of bundled tasks, published a batch at a time (Spool.publish_results).  A
-    result waits at most HOLD seconds, also while the next task runs: a thread of its own
-    publishes what has waited that long."""
+    """Outcomes of bundled tasks, published a batch at a time (Spool.publish_results), and
+    the claims of bundles whose tasks all ran, dropped once their outcomes are published.
+
+    A result waits at most HOLD seconds; a thread of its own publishes, so the worker goes
+    on with its next bundle meanwhile (the worker publishes itself only when BACKLOG
+    results wait, or when it gives its claims back).  Batches are published one at a time
+    and in order (publish_lock): a chain's later outcome is published only if the earlier
+    one it was computed from was (the lost set)."""
 
     def __init__(self, spool: Spool):
         self.spool = spool
-        self.cond = threading.Condition()
+        self.cond = threading.Condition()  # guards what is held, never held over I/O
+        self.publish_lock = threading.Lock()
         self.items: list[tuple[str, dict[str, Any], bytes]] = []
         self.after: dict[str, frozenset[str]] = {}  # key -> the held keys it was computed from
         self.lost: set[str] = set()  # keys whose outcome here lost its race
         self.bundles: set[str] = set()
+        self.claims: list[str] = []  # bundle claims to drop after the outcomes before them
         self.size, self.since = 0, 0.0
         threading.Thread(target=self._loop, name="farm-results", daemon=True).start()
 
@@ -54,22 +62,35 @@ class Results:
         with self.cond:
             if not self.items:
                 self.since = time.monotonic()
-                self.cond.notify()
             self.items.append((key, head, body))
             if after:
                 self.after[key] = after
             self.bundles.add(bundle)
             self.size += len(body)
-            if len(self.items) >= BATCH or self.size > BATCH_BYTES:
-                self._flush()
+            full = len(self.items) >= BATCH or self.size > BATCH_BYTES
+            if full:
+                self.cond.notify()
+            backlog = len(self.items) >= BACKLOG
+        if backlog:
+            self.flush()  # (the thread falls behind: wait for the filesystem ourselves)
+
+    def retire(self, claim: str) -> None:
+        """Drop the claim of a bundle whose tasks all have an outcome here, once those are
+        published (a crash before that gives the claim back: the tasks run again)."""
+        with self.cond:
+            if not self.items:
+                self.since = time.monotonic()
+            self.claims.append(claim)
+            self.cond.notify()
 
     def flush(self) -> None:
-        with self.cond:
-            self._flush()
+        """Publish what is held, now, in this thread (and drop the claims waiting for it)."""
+        with self.publish_lock:
+            self._publish()
 
     def drop(self) -> None:
         with self.cond:
-            self.items, self.bundles, self.size = [], set(), 0
+            self.items, self.bundles, self.claims, self.size = [], set(), [], 0
             self.after.clear()
 
     def settle(self, bundle: str) -> None:
@@ -78,39 +99,53 @@ class Results:
         with self.cond:
             self.bundles.add(bundle)
 
-    def _flush(self) -> None:
-        if not self.items and not self.bundles:
-            return
-        # On an error the items stay (a retry publishes them; links made already lose
-        # harmlessly); the bundle claim, dropped only after the last flush, stays too.
-        if self.items:
-            if len(self.lost) > 10_000:
-                self.lost.clear()  # (a chain's tasks are published within seconds)
-            self.spool.publish_results(self.items, self.after, self.lost)
-        bundles = self.bundles
-        self.items, self.bundles, self.size = [], set(), 0
-        self.after.clear()
+    def _publish(self) -> None:
+        """Publish what is held (the caller holds publish_lock).  On an error it is held
+        again, in front (a retry publishes it; links made already lose harmlessly), and so
+        are the claims: dropped only after their outcomes are published."""
+        with self.cond:
+            items, after, bundles, claims = self.items, self.after, self.bundles, self.claims
+            self.items, self.after, self.bundles, self.claims = [], {}, set(), []
+            self.size = 0
+        try:
+            if items:
+                if len(self.lost) > 10_000:
+                    self.lost.clear()  # (a chain's tasks are published within seconds)
+                self.spool.publish_results(items, after, self.lost)
+        except BaseException:
+            with self.cond:
+                self.items[:0] = items
+                self.after.update(after)
+                self.bundles |= bundles
+                self.claims[:0] = claims
+                self.size += sum(len(b) for _, _, b in items)
+            raise
         for bid in bundles:  # results first, then the index (the ordering rule)
             try:
                 self.spool.settle_bundle(bid)
             except (OSError, FarmError) as e:  # the sweep promotes them later
                 log.error("cannot promote the dependents of bundle %s: %s", bid, e)
+        for claim in claims:
+            try:
+                self.spool.retire_bundle(claim)
+            except OSError as e:  # (a sweep drops a claim whose tasks all have results)
+                log.error("cannot drop claim %s: %s", claim, e)
 
     def _loop(self) -> None:
-        with self.cond:
-            while True:
-                if not self.items:
+        while True:
+            with self.cond:
+                if not self.items and not self.claims:
                     self.cond.wait()
                     continue
                 left = self.since + HOLD - time.monotonic()
-                if left > 0:
+                if left > 0 and len(self.items) < BATCH:
                     self.cond.wait(left)
                     continue
-                try:
-                    self._flush()
-                except (OSError, FarmError) as e:
-                    log.error("cannot publish results: %s (will retry)", e)
-                    self.cond.wait(IO_BACKOFF)
+            try:
+                self.flush()
+            except (OSError, FarmError) as e:
+                log.error("cannot publish results: %s (will retry)", e)
+                time.sleep(IO_BACKOFF)
 
 
 class BundleRunner(TaskRunner):
@@ -197,8 +232,7 @@ class BundleRunner(TaskRunner):
             else:
                 failed.add(key)
             t_claimed = time.time()
-        self.results.flush()
-        self.spool.retire_bundle(path)
+        self.results.retire(path)  # (once its outcomes are published, by the thread)
 
     def _failed_deps(self, header: dict[str, Any], keys: set[str],
                      failed: set[str]) -> list[str]:

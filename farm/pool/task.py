@@ -72,6 +72,11 @@ class Output:
         os.lseek(self.fd, 0, os.SEEK_END)  # (a restarted worker appends)
         for fd in (1, 2):
             os.dup2(self.fd, fd)
+        # Only 1 and 2 stay open on it: each descriptor of a spool file that a bash
+        # command's process inherits is one more request to the filesystem when the
+        # process closes it (FUSE and NFS clients flush on every close).
+        os.close(self.fd)
+        self.fd = 1
 
     def __enter__(self) -> Output:
         self.start = self.end = self._where()

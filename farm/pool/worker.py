@@ -18,6 +18,7 @@ import time
 from types import FrameType
 
 from farm import execute, resources
+from farm.errors import FarmError
 from farm.pool import nodes
 from farm.pool.bundles import BundleRunner, Results
 from farm.pool.limits import Limits, local_node
@@ -87,7 +88,10 @@ class Worker(BundleRunner):
         return self.run_task(path, key, attempt)
 
     def _give_back(self) -> None:
-        self.results.drop()  # (their tasks go back with their bundle, and run again)
+        try:
+            self.results.flush()  # (the outcomes of bundles that ran, before their claims)
+        except (OSError, FarmError):
+            self.results.drop()  # (their tasks go back with their bundle, and run again)
         self.slots.release_mine()  # (a task on several slots or nodes may have been cut
         try:                       # short: what it held goes back too)
             nodes.drop_reservations(self.spool, self.pool, self.index)
