@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint test-min
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The tests that touch pickling and tracebacks, again on the oldest versions pyproject.toml
 # allows (tests/constraints-min.txt), so that a lower bound is one that was tested.

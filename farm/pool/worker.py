@@ -85,7 +85,13 @@ class Worker(BundleRunner):
         if is_bundle(key):
             self.run_bundle(path, attempt)
             return None
-        return self.run_task(path, key, attempt)
+        # (the manager charges this task if we die: a bundle's claim whose outcomes are
+        # still being published may be in our directory too)
+        self.me.running = key.encode()
+        try:
+            return self.run_task(path, key, attempt)
+        finally:
+            self.me.running = b""
 
     def _give_back(self) -> None:
         try:

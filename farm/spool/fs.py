@@ -101,12 +101,51 @@ def rename(src: str, dst: str) -> None:
     _forget(dst)
 
 
+# Directories that names are linked into (result shards, above all), held open: a link
+# made relative to an open directory is looked up from there, so the server is not asked
+# again about the directories above it each time their cached entries expire.
+_DIR_FDS: dict[str, int] = {}
+
+
+def _dir_fd(path: str) -> int | None:
+    fd = _DIR_FDS.get(path)
+    if fd is None and len(_DIR_FDS) < 1024:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if _DIR_FDS.setdefault(path, fd) != fd:  # (another thread was first)
+            os.close(fd)
+            fd = _DIR_FDS[path]
+    return fd
+
+
+def _link(src: str, dst: str) -> None:
+    parent, name = os.path.split(dst)
+    fd = _dir_fd(parent)
+    if fd is not None:
+        try:
+            os.link(src, name, dst_dir_fd=fd)
+            return
+        except FileNotFoundError:
+            # src is gone, or the directory held open is (a spool removed, perhaps made
+            # again at its path): then it is forgotten (not closed: another thread may
+            # be using it), and either way the path decides.
+            try:
+                gone = os.fstat(fd).st_nlink == 0
+            except OSError:
+                gone = True  # (ESTALE, on NFS)
+            if gone:
+                _DIR_FDS.pop(parent, None)
+    os.link(src, dst)
+
+
 def link(src: str, dst: str) -> None:
     OPS["link"] += 1
     try:
         _through_cache(src)
         _through_cache(os.path.dirname(dst))
-        os.link(src, dst)
+        _link(src, dst)
     except OSError as e:
         _check_xdev(e, src, dst)
         if e.errno in (errno.EPERM, errno.EOPNOTSUPP):

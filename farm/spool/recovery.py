@@ -274,7 +274,10 @@ class Recovery(Graph):
         Returns how many tasks were charged."""
         n = 0
         for name in fs.listdir(wdir):
-            n += self.give_back(os.path.join(wdir, name), lost=lost, running=running) or 0
+            got = self.give_back(os.path.join(wdir, name), lost=lost, running=running) or 0
+            n += got
+            if got and running == FIRST:
+                running = ""  # (a worker runs one task at a time: one is charged)
         return n
 
     def sweep(self) -> dict[str, int]:

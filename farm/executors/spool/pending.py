@@ -34,6 +34,11 @@ class Pending:
         with self.lock:
             return not self.futures
 
+    def __len__(self) -> int:
+        """How many keys are pending (queued, running, or waiting for dependencies)."""
+        with self.lock:
+            return len(self.futures)
+
     def keys(self) -> list[str]:
         with self.lock:
             return list(self.futures)

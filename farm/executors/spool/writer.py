@@ -92,7 +92,11 @@ class Writer:
                     batch.append(self.outbox.get_nowait())
                 except queue.Empty:
                     break
-            k = max(1, min(BUNDLE, len(batch) // (2 * self.upkeep.slots)))
+            # Bundles of K: every worker slot still finds a couple of bundles, counting
+            # the tasks written before that are not done yet (while those keep the
+            # workers busy, a trickle of calls need not go in small bundles).
+            queued = len(batch) + len(self.pending)
+            k = max(1, min(BUNDLE, queued // (2 * self.upkeep.slots)))
             group: list[Submit] = []
             for item in batch:
                 if isinstance(item, Submit):
