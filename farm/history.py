@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm.errors import ConfigError, CorruptFile
-from farm.spool import OK, Spool, fs, is_bundle, is_entry, split_name
+from farm.spool import OK, Spool, fs, is_bundle
 
 # The columns of farm trace, one row per attempt (GNU parallel's joblog and Nextflow's
 # trace have the same habits).
@@ -43,27 +43,13 @@ def states(spool: Spool) -> dict[str, str]:
     """key -> waiting/ready/running for the tasks without a result (one listing per state
     directory; a bundle's entry stands for each of its tasks)."""
     out: dict[str, str] = {}
-    claimed = [(spool.p("waiting"), "waiting"), (spool.p("ready"), "ready")]
-    claimed += [(spool.p("claimed", w), "running") for w in fs.listdir(spool.p("claimed"))]
-    for d, state in claimed:
-        for name in fs.listdir(d):
-            if not is_entry(name):
-                continue
-            key = split_name(name)[0]
-            if is_bundle(key):
-                for k in _bundle_keys(spool, os.path.join(d, name)):
-                    out.setdefault(k, state)
-            else:
-                out[key] = state
+    for state, path, keys in spool.entries():
+        if is_bundle(os.path.basename(path)):
+            for k in keys:
+                out.setdefault(k, state)
+        else:
+            out[keys[0]] = state
     return out
-
-
-def _bundle_keys(spool: Spool, path: str) -> list[str]:
-    try:
-        got = spool.read_bundle(path)
-    except CorruptFile:
-        return []
-    return [k for k, _ in got[1]] if got else []
 
 
 def tasks(spool: Spool) -> list[Task]:
@@ -92,8 +78,8 @@ def find(spool: Spool, ref: str) -> Task:
         raise ConfigError(f"{ref!r} names no task: give NAME-KEY8 (as farm prints it), a key "
                           "or a key prefix of 6 characters or more")
     keys = spool.task_keys(m[1])
-    queued = states(spool)
-    if not keys:  # (queued in a bundle without links: no name of its own yet)
+    queued = states(spool) if not keys else None
+    if queued is not None:  # (queued in a bundle without links: no name of its own yet)
         keys = sorted(k for k in queued if k.startswith(m[1]))
     if len(keys) != 1:
         raise ConfigError(f"{ref!r} matches {len(keys)} tasks in {spool.path}"
@@ -101,24 +87,18 @@ def find(spool: Spool, ref: str) -> Task:
     key = keys[0]
     result = next(iter(spool.iter_results([key])), (key, None))[1]
     state = ("done" if result.get("status") == OK else "failed") if result else \
-        queued.get(key, "unknown")
+        (states(spool) if queued is None else queued).get(key, "unknown")
     return Task(key, state, _header(spool, key) or _queued_header(spool, key), result)
 
 
 def _queued_header(spool: Spool, key: str) -> dict[str, Any]:
     """The header of a task queued in a bundle without links, from its entry's file."""
-    dirs = [spool.p("waiting"), spool.p("ready")]
-    dirs += [spool.p("claimed", w) for w in fs.listdir(spool.p("claimed"))]
-    for d in dirs:
-        for name in fs.listdir(d):
-            if is_entry(name) and is_bundle(name):
-                try:
-                    got = spool.read_bundle(os.path.join(d, name))
-                    for k, rec in got[1] if got else ():
-                        if k == key:
-                            return spool.decode_task(rec, os.path.join(d, name), k)[0]
-                except CorruptFile:
-                    continue
+    for _, path, keys in spool.entries():
+        if key in keys and is_bundle(os.path.basename(path)):
+            try:
+                return spool.read_task(path, key)[0]
+            except (CorruptFile, FileNotFoundError):
+                continue  # (moved on meanwhile: perhaps seen again in the next state)
     return {}
 
 

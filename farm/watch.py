@@ -321,9 +321,8 @@ class Watcher:
             READS["task"] += 1
             path = self.spool.task_path(key)
             data = _read_head(path)
-            if data is None:  # (a task of a bundle without links: its bundle's file)
-                path = self.spool.payload_path(key) or path
-                data = _read_head(path)
+            if data is None and (kept := self.spool.kept_bundle(key)) is not None:
+                path, data = kept, _read_head(kept)  # (of a bundle without links)
             try:
                 heads = _headers("TASK", data, path, key)
             except CorruptFile:

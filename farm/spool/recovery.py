@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from farm.errors import CorruptFile, WorkerLost, pack_exception
@@ -70,29 +70,32 @@ class Recovery(Graph):
                             {split_name(n)[0] for d in dirs for n in fs.listdir(d)})
         return self._queued[1]
 
-    def queued_keys(self) -> set[str]:
-        """The keys with an entry in waiting/, ready/ or claimed/ (a bundle's entry: each
-        of its tasks), by fresh listings: what a driver that resumes must not submit
-        again (tasks of a bundle without links have no tasks/XX/KEY to say they exist).
-        Listed in the order tasks move, so a task moving on meanwhile is seen."""
-        keys: set[str] = set()
-        dirs = [self.p("waiting"), self.p("ready")]
-        dirs += [self.p("claimed", w) for w in fs.listdir(self.p("claimed"))]
-        for d in dirs:
+    def entries(self) -> Iterator[tuple[str, str, list[str]]]:
+        """(state, path, keys) of each entry in waiting/, ready/ and claimed/ (state
+        waiting, ready or running; keys: the entry's task, or each task of a bundle), by
+        fresh listings, in the order tasks move (a task moving on meanwhile is seen)."""
+        dirs = [(self.p("waiting"), "waiting"), (self.p("ready"), "ready")]
+        dirs += [(self.p("claimed", w), "running") for w in fs.listdir(self.p("claimed"))]
+        for d, state in dirs:
             for name in fs.listdir(d):
                 key = split_name(name)[0]
                 if not is_entry(name):
                     continue
+                path = os.path.join(d, name)
                 if not is_bundle(key):
-                    keys.add(key)
+                    yield state, path, [key]
                     continue
                 try:
-                    got = self.read_bundle(os.path.join(d, name))
+                    got = self.read_bundle(path)
                 except CorruptFile:
                     continue
                 if got is not None:
-                    keys.update(k for k, _ in got[1])
-        return keys
+                    yield state, path, [k for k, _ in got[1]]
+
+    def queued_keys(self) -> set[str]:
+        """The keys with an entry (entries): what a driver that resumes must not submit
+        again (tasks of a bundle without links have no tasks/XX/KEY to say they exist)."""
+        return {k for _, _, keys in self.entries() for k in keys}
 
     def recover_bundles(self) -> int:
         """At a driver's start (it holds the driver lock, so no other driver writes

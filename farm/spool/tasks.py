@@ -124,15 +124,9 @@ class Tasks(Results):
 
     def enter_each(self, src: str, keys: list[str], attempt: int = 0,
                    data: bytes | None = None) -> None:
-        """Give each key of the bundle file src its own ready/ entry, then drop src.
-        (Graph.enter_each, which a Spool uses, enters a task that waits for another in
-        waiting/ instead.)"""
-        for key in keys:
-            try:
-                fs.link(src, self.p("ready", entry_name(key, attempt)))
-            except FileExistsError:
-                pass
-        self.retire_bundle(src)
+        """Give each key of the bundle file src an entry of its own: Graph.enter_each (a
+        task that waits for another goes to waiting/, which the graph keeps)."""
+        raise NotImplementedError
 
     def retire_bundle(self, path: str) -> None:
         """Drop a bundle's claim (or its file in tmp/) once each of its tasks has a result
@@ -150,11 +144,13 @@ class Tasks(Results):
 
     def payload_path(self, key: str) -> str | None:
         """Where key's task record is: tasks/XX/KEY, or, for a task of a bundle without
-        links, its bundle's file (named by its result's header); None if neither is
-        there."""
+        links, its bundle's kept file (kept_bundle); None if it has neither."""
         path = self.task_path(key)
-        if fs.read(path, 0) is not None:
-            return path
+        return path if fs.read(path, 0) is not None else self.kept_bundle(key)
+
+    def kept_bundle(self, key: str) -> str | None:
+        """The kept file of the bundle key's result names (a task of a bundle without
+        links has no tasks/XX/KEY), or None."""
         data = _read_head(self.result_path(key))
         if data is None:
             return None
@@ -164,8 +160,7 @@ class Tasks(Results):
             return None
         if not (isinstance(bid, str) and is_entry(bid) and is_bundle(bid)):
             return None
-        path = self.bundle_path(bid)
-        return path if fs.read(path, 0) is not None else None
+        return self.bundle_path(bid)
 
     def read_task(self, path: str, key: str | None = None) -> tuple[dict[str, Any], bytes]:
         """The task at path (a state entry or payload; key: which one, if path may be a
@@ -190,10 +185,13 @@ class Tasks(Results):
 
     def task_header(self, key: str) -> dict[str, Any] | None:
         """A task's header, without reading (or checking) its pickled arguments."""
-        path = self.payload_path(key)
-        if path is None:
-            return None
+        path = self.task_path(key)
         data = _read_head(path)
+        if data is None:  # (a task of a bundle without links: its bundle's kept file)
+            kept = self.kept_bundle(key)
+            if kept is None:
+                return None
+            path, data = kept, _read_head(kept)
         if data is None:
             return None
         return _check_task(records.pick("TASK", data, path, key)[0], path)

@@ -145,7 +145,7 @@ class Writer:
             else:
                 return False
         if not inside and not outside and (
-                len(group) >= k or any(self._waits(s) for s in group[:1])):
+                len(group) >= k or (group and self._waits(group[0]))):
             return False  # (a ready task must not wait for a bundle's outside tasks)
         try:
             # (a hint for the task file: a link of the bundle decides, and a key that
@@ -174,7 +174,7 @@ class Writer:
         tasks = {s.task.key: s.task for s in group}
         keys = set(tasks)
         # The chain's first task may wait for tasks outside the bundle: then so does it.
-        outside = [f for f in self._waits(group[0]) if f.key not in keys]
+        outside = self._waits(group[0])
         # Ready tasks that wait for nothing, known to be new: no tasks/XX/KEY links (their
         # payload is the bundle's file: Spool.put_tasks).  A chain keeps its links: its
         # tasks may be taken apart into waiting/, which promotes from tasks/XX/KEY.
