@@ -476,3 +476,64 @@ def test_a_driver_killed_before_entering_a_bundle_without_links_leaves_garbage(t
     assert again.recover_bundles() == 0  # no key is anywhere: the next run submits them
     assert not os.listdir(again.p("tmp")) and not again.queued_keys()
     assert not any(again.is_orphan(k) for k in keys)
+
+
+
+def _known_keys_with_a_move(monkeypatch, path, keys, move, at):
+    """Spool.known_keys of a fresh spool holding keys in a bundle without links, a pool
+    making its move right after the driver's listing number `at`."""
+    real = fs.listdir
+    spool = Spool.create(path)
+    os.makedirs(spool.worker_dir("p0", 0))
+    spool.put_tasks(_items(keys), links=False)
+    (bundle,) = spool.ready_names()
+    claim = spool.claim(bundle, spool.worker_dir("p0", 0)) if move == "give_back" else None
+    n = 0
+
+    def moving(d):
+        nonlocal n
+        names = real(d)
+        n += 1
+        if n != at:
+            return names
+        if claim is not None:
+            spool.give_back(claim)
+            return names
+        wdir = spool.worker_dir("p1" if move == "claim_on_a_new_pool" else "p0", 0)
+        os.makedirs(wdir, exist_ok=True)
+        got = spool.claim(bundle, wdir)
+        if move == "run":
+            spool.publish_results([(k, {"status": OK}, b"") for k in keys])
+            spool.retire_bundle(got)
+        return names
+
+    monkeypatch.setattr(fs, "listdir", moving)
+    try:
+        return Spool(spool.path).known_keys()
+    finally:
+        monkeypatch.setattr(fs, "listdir", real)
+
+
+@pytest.mark.parametrize("move", ["run", "claim_on_a_new_pool", "give_back"])
+def test_a_resumed_driver_knows_a_task_that_moves_on_while_it_lists_the_spool(
+        tmp_path, monkeypatch, move):
+    """known_keys lists the spool with a pool at work: whichever listing the pool's move
+    comes after, each task of a bundle without links is in one of the two sets (else the
+    driver would submit it again, and it would run twice: seen once in CI)."""
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    calls = []
+    real = fs.listdir
+    monkeypatch.setattr(fs, "listdir", lambda d: calls.append(d) or real(d))
+    probe = Spool.create(tmp_path / "probe")
+    probe.put_tasks(_items(keys), links=False)
+    probe.known_keys()
+    monkeypatch.setattr(fs, "listdir", real)
+    # The pool moves before the first listing, after each listing of entries, and after
+    # the first and the last of the results' shards.
+    results = [i + 1 for i, c in enumerate(calls) if "results" in c]
+    moments = {0, results[0], results[-1]} | {
+        i + 1 for i, c in enumerate(calls) if "results" not in c}
+    for at in sorted(moments):
+        done, queued = _known_keys_with_a_move(monkeypatch, tmp_path / f"s{at}", keys, move, at)
+        assert not done & queued
+        assert done | queued == set(keys), f"moved after listing {at}: {done}, {queued}"

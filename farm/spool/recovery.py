@@ -42,55 +42,82 @@ class Recovery(Graph):
         """True if the payload exists but no state entry links to it and it has no result:
         a driver died between publishing the payload and enqueueing it.
 
-        The answer can be stale on NFS (cached link counts); a wrong True makes the caller
-        enqueue again, and enqueue's link fails harmlessly if the entry is in ready/ or
-        waiting/.
+        The entries are looked at before the result (a task moves forward only: one that
+        finishes meanwhile is seen in one or the other), and "no result" is confirmed by a
+        fresh listing.  The link count can be stale on NFS (cached attributes); a wrong
+        True makes the caller enqueue again, and enqueue's link fails harmlessly if the
+        entry is in ready/ or waiting/.
         """
         st = fs.stat(self.task_path(key))
-        if st is None or fs.stat(self.result_path(key)) is not None:
+        if st is None:
             return False
         if st.st_nlink == 1:
-            return True
+            return self.result_status(key) is None
         # A bundle's file has a link per task: look for an entry of the key or its bundle.
         try:
             bid = (self.task_header(key) or {}).get("bundle")
         except CorruptFile:
             # A damaged bundle (its entry was quarantined): entered again, the task fails
             # with an error naming the file, and the next run submits it afresh.
-            return True
-        return bool(bid) and not {key, bid} & self._queued_names()
+            return self.result_status(key) is None
+        return (bool(bid) and not {key, bid} & self._queued_names()
+                and self.result_status(key) is None)
 
     def _queued_names(self) -> set[str]:
-        """Keys and bundles in waiting/, ready/ and claimed/ (a snapshot, kept 10 s: an
-        entry only appears later for a key or bundle that was already in one)."""
+        """Keys and bundles with an entry (a snapshot of _entry_names, kept 10 s: an entry
+        only appears later for a key or bundle that was already in one)."""
         if time.monotonic() - self._queued[0] > 10:
-            dirs = [self.p("waiting"), self.p("ready")]
-            dirs += [self.p("claimed", w) for w in fs.listdir(self.p("claimed"))]
             self._queued = (time.monotonic(),
-                            {split_name(n)[0] for d in dirs for n in fs.listdir(d)})
+                            {split_name(n)[0] for _, _, n in self._entry_names()})
         return self._queued[1]
+
+    def _entry_names(self) -> Iterator[tuple[str, str, str]]:
+        """(state, directory, name) of each entry in claimed/, waiting/, ready/ and
+        claimed/ again, by fresh listings.  Tasks move forward (waiting, ready, claimed,
+        then a result, published before the claim is dropped), so a task that moves on
+        between two listings is seen in a later one; a claim given back is linked in
+        ready/ or waiting/ before it is dropped, so the first listing of claimed/ sees it.
+        claimed/ is listed anew the second time (a pool started meanwhile has its own
+        directories)."""
+        def claimed() -> list[tuple[str, str]]:
+            return [(self.p("claimed", w), "running") for w in fs.listdir(self.p("claimed"))]
+        for dirs in (claimed, lambda: [(self.p("waiting"), "waiting"),
+                                       (self.p("ready"), "ready")], claimed):
+            for d, state in dirs():
+                for name in fs.listdir(d):
+                    if is_entry(name):
+                        yield state, d, name
 
     def entries(self) -> Iterator[tuple[str, str, list[str]]]:
         """(state, path, keys) of each entry in waiting/, ready/ and claimed/ (state
-        waiting, ready or running; keys: the entry's task, or each task of a bundle), by
-        fresh listings, in the order tasks move (a task moving on meanwhile is seen)."""
-        dirs = [(self.p("waiting"), "waiting"), (self.p("ready"), "ready")]
-        dirs += [(self.p("claimed", w), "running") for w in fs.listdir(self.p("claimed"))]
-        for d, state in dirs:
-            for name in fs.listdir(d):
-                key = split_name(name)[0]
-                if not is_entry(name):
-                    continue
-                path = os.path.join(d, name)
-                if not is_bundle(key):
-                    yield state, path, [key]
-                    continue
-                try:
-                    got = self.read_bundle(path)
-                except CorruptFile:
-                    continue
-                if got is not None:
-                    yield state, path, [k for k, _ in got[1]]
+        waiting, ready or running; keys: the entry's task, or each task of a bundle), in
+        the order of _entry_names (a task moving on meanwhile is seen), each path once."""
+        seen = set()
+        for state, d, name in self._entry_names():
+            path = os.path.join(d, name)
+            if path in seen:
+                continue
+            seen.add(path)
+            key = split_name(name)[0]
+            if not is_bundle(key):
+                yield state, path, [key]
+                continue
+            try:
+                got = self.read_bundle(path)
+            except CorruptFile:
+                continue
+            if got is not None:
+                yield state, path, [k for k, _ in got[1]]
+
+    def known_keys(self) -> tuple[set[str], set[str]]:
+        """(keys with a result, keys queued without one): what a driver that resumes must
+        not submit again.  The entries are listed first, the results last: a task that
+        finishes while the spool is listed is then in one set or the other (listed the
+        other way round, a task claimed after the listing of results and done before the
+        listing of claimed/ is in neither, and would run twice)."""
+        queued = self.queued_keys()
+        done = self.result_keys()
+        return done, queued - done
 
     def queued_keys(self) -> set[str]:
         """The keys with an entry (entries): what a driver that resumes must not submit

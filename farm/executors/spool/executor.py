@@ -146,18 +146,17 @@ class SpoolExecutor:
         self.spool_path = spool.path
         me = driver_identity()
         spool.acquire_driver(me)
-        # Keys that had a result when this driver started: one listing per shard, fresh (a
-        # lookup by name could be answered from a stale cache on NFS).  A key not in it
-        # that is in the spool is looked at again, properly, when its link fails.
+        # Keys that had a result when this driver started, and keys queued without one:
+        # fresh listings (a lookup by name could be answered from a stale cache on NFS).
+        # A key in neither that is in the spool is looked at again when its link fails.
         had_result: set[str] = set()
         queued: set[str] = set()
         if not fresh:
             spool.ensure_shards()
-            had_result = spool.result_keys()
             if n := spool.recover_bundles():
                 print(f"farm: entered {n} tasks a killed driver had left half submitted",
                       file=sys.stderr)
-            queued = spool.queued_keys() - had_result
+            had_result, queued = spool.known_keys()
         spool.request_shutdown(False)  # a `farm cancel` from before ends with a new run
         _announce(spool, fresh, had_result)
         scaler = Blocks(spool, self.provider, self.python, self.pool_options(),
