@@ -41,6 +41,7 @@ from workloads import Deadline, chain, collect, first_result, submission, throug
 import farm
 from farm import bash_app, python_app
 from farm.pool import WARM_IDLE
+from farm.pool.shared import COLD_BEAT
 from farm.spool.layout import Paths
 
 # (machine, report, slowfs and workloads are this script's sibling modules: a script's directory
@@ -49,9 +50,9 @@ HERE = os.path.abspath(__file__)
 PARSL_PEER = os.path.join(os.path.dirname(HERE), "parsl_peer.py")
 MARKER = "FARM_BENCH_RUN"  # in every child's environment (and its descendants'): its run dir
 IDLE_TRIPS, IDLE_GAP = 5, 1.0  # workload "first" also times 5 lone tasks, each after 1 s idle
-# Workload "idle": one pool of 2 workers on a spool with no work, measured once it has been
-# idle for WARM_IDLE (when a pool goes "cold" and its workers poll less often) + 10 s.
-IDLE_WORKERS, IDLE_BACKOFF = 2, WARM_IDLE + 10.0
+# Workload "idle": one pool of 2 workers on a spool with no work, once it went cold, over
+# IDLE_WINDOW s (slowfs.py says why).
+IDLE_WORKERS = 2
 
 
 Sizes = int | dict  # a farm run's number of tasks; the sizes of a Parsl run's parts
@@ -103,8 +104,8 @@ JOBS = (
     Job("memory", "farm", "submit", 100_000, 20_000, once=True),
     Job("noop_large", "farm", "noop", 100_000, 10_000, once=True),
     # An idle pool's own filesystem operations: its size is the measuring window in seconds
-    # (after IDLE_BACKOFF seconds of waiting).  Mostly sleep: once, and last.
-    Job("idle", "farm", "idle", 30, 30, once=True),
+    # (after WARM_IDLE seconds of waiting).  Mostly sleep: once, and last.
+    Job("idle", "farm", "idle", slowfs.IDLE_WINDOW, slowfs.IDLE_WINDOW, once=True),
 )
 
 # Hard timeouts: seconds per run (Parsl's runs start an interchange and a worker pool, ~7 s
@@ -113,12 +114,13 @@ TIMEOUT_BASE = {"farm": 30.0, "parsl": 60.0}
 TIMEOUT_PER_TASK = {
     ("farm", "noop"): 0.005, ("farm", "chain"): 0.1, ("farm", "bash"): 0.02,
     ("farm", "first"): 10.0, ("farm", "submit"): 0.005, ("farm", "pools"): 0.005,
-    ("farm", "idle"): 1.5, ("farm", "idle_fs"): 1.5, ("farm", "mixed"): 0.2,
+    ("farm", "idle"): 1.2, ("farm", "idle_fs"): 1.2, ("farm", "mixed"): 0.2,
     ("parsl", "noop"): 0.03, ("parsl", "chain"): 0.1, ("parsl", "bash"): 0.06,
     ("parsl", "submit"): 0.01,
 }
 TIMEOUT_PER_POOL = 2.0  # starting a pool: a Python process importing farm
-TIMEOUT_WAIT = {"idle": IDLE_BACKOFF + 30.0, "idle_fs": IDLE_BACKOFF + 30.0}  # sleeps by design
+# (sleeps by design: until the pools' backoff is over, and a cold beat's worth of slack)
+TIMEOUT_WAIT = {"idle": WARM_IDLE + 2 * COLD_BEAT, "idle_fs": WARM_IDLE + 2 * COLD_BEAT}
 
 
 # -- the apps (pickled by value: this file runs as __main__) -----------------------------------
@@ -357,7 +359,7 @@ def child_main(workload: str, size: int, spool: str, out: str, timeout: float,
         if workload == "idle":
             res.update(idle_pool(spool, size, deadline))
         elif workload == "idle_fs":  # --slow-fs: an idle pool on every column at once
-            res.update(slowfs.idle_columns(size, deadline, IDLE_BACKOFF, IDLE_WORKERS))
+            res.update(slowfs.idle_columns(size, deadline, IDLE_WORKERS))
         else:
             _farm_child(workload, size, spool, pools, deadline, res)
     except BaseException as e:  # noqa: B036 - report anything (even a KeyboardInterrupt)
@@ -444,27 +446,27 @@ def _ops_of(beat: dict, field: str = "ops") -> dict[str, int]:
 
 def idle_pool(spool: str, window: float, deadline: Deadline) -> dict[str, Any]:
     """One pool of IDLE_WORKERS workers on a new spool with no work: its filesystem
-    operations per second once it went cold (IDLE_BACKOFF s after it started), over
-    `window` seconds, from its own heartbeats (ops: the manager's and its workers',
-    polling included; ops_manager: the manager's alone).  Every heartbeat of the window
-    is kept, for a look at where the ops come from (the repair sweep is a spike)."""
+    operations per second once its backoff is over (slowfs.Backoff), from that beat to the
+    one `window` seconds later (COLD_RARE beats), from its own heartbeats (ops: the
+    manager's and its workers', polling included; ops_manager: the manager's alone).
+    Every heartbeat of the window is kept, for a look at where the ops come from (the
+    repair sweep and the look at the other pools are spikes)."""
     from farm.spool import Spool
     Spool.create(spool)
     cmd = [sys.executable, "-m", "farm", "pool", spool,
-           "--workers", str(IDLE_WORKERS), "--idle-timeout", "300"]
+           "--workers", str(IDLE_WORKERS), "--idle-timeout", "600"]
     with open("pool.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
         first = _next_beat(spool, proc, None, deadline)
-        up = time.monotonic()
-        if up + IDLE_BACKOFF + window > deadline.end:
+        if time.monotonic() + WARM_IDLE + COLD_BEAT + window > deadline.end:
             raise TimeoutError("the run's time limit is shorter than the backoff and window")
-        time.sleep(IDLE_BACKOFF)
-        now = _pool_heartbeats(spool)
-        b0 = _next_beat(spool, proc, now[0].get("counter") if now else None, deadline)
+        b0, backoff = first, slowfs.Backoff()
+        while not backoff.past(b0):
+            b0 = _next_beat(spool, proc, b0.get("counter"), deadline)
         beats = [b0]
-        while beats[-1]["_mtime"] - b0["_mtime"] < window:
+        while beats[-1]["_mtime"] - b0["_mtime"] < window - COLD_BEAT / 2:
             beats.append(_next_beat(spool, proc, beats[-1].get("counter"), deadline))
         b1 = beats[-1]
     finally:
@@ -485,7 +487,7 @@ def idle_pool(spool: str, window: float, deadline: Deadline) -> dict[str, Any]:
     last = _pool_heartbeats(spool)
     return {
         "window_s": span, "beats": len(beats) - 1, "heartbeat_s": first.get("heartbeat"),
-        "waited_s": IDLE_BACKOFF, "workers": first.get("workers"),
+        "waited_s": b0["_mtime"] - first["_mtime"], "workers": first.get("workers"),
         "ops": total, "manager_ops": manager, "workers_ops": workers,
         "ops_per_s": sum(total.values()) / span,
         "manager_ops_per_s": sum(manager.values()) / span,

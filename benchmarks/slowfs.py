@@ -29,6 +29,8 @@ from typing import Any
 
 from report import OPKINDS, num
 
+from farm.pool import WARM_IDLE
+from farm.pool.shared import COLD_BEAT, COLD_RARE
 from farm.spool.layout import Paths
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +43,34 @@ TARGET_DELAY = 500  # the targets are for this delay's column
 # column, smaller than the native suite's (the 2000 us column runs ~60 no-ops/s).
 WORKLOADS = (("chain", "chain", 100, 30), ("noop", "noop", 2_000, 500),
              ("bash", "bash", 1_000, 300))
-IDLE_WINDOW = 30  # seconds, after run.IDLE_BACKOFF s of idling (as row 10 of the main suite)
+# The idle rows (here and row 10 of the main suite): an idle pool once its backoff is over,
+# over IDLE_WINDOW s.  A pool goes cold after WARM_IDLE s without work (it beats every
+# COLD_BEAT s from then on, and writes a beat at once); its worker 0's polling interval
+# then grows to COLD_POLL s within about 45 s.  So the window starts at the pool's second
+# cold beat, and holds COLD_RARE cold beats: one whole round of its rhythm (it looks at
+# control/ and at the other pools every COLD_RARE beats).
+IDLE_WINDOW = int(COLD_RARE * COLD_BEAT)
+
+
+def cold(beat: dict | None) -> bool:
+    """Does this heartbeat say its pool is cold (it beats every COLD_BEAT s)?"""
+    return beat is not None and float(beat.get("heartbeat") or 0) >= COLD_BEAT
+
+
+class Backoff:
+    """Watches one pool's heartbeats: past() says whether its backoff is over (this is a
+    cold beat after the one it wrote when it went cold)."""
+
+    def __init__(self) -> None:
+        self.first: Any = None  # the counter of its first cold beat
+
+    def past(self, beat: dict | None) -> bool:
+        if not cold(beat):
+            return False
+        assert beat is not None
+        if self.first is None:
+            self.first = beat.get("counter")
+        return beat.get("counter") != self.first
 
 TARGETS: dict[str, tuple[str, float]] = {
     "chain_ms_per_hop": ("<=", 6), "chain_fs_calls": ("<=", 12),
@@ -125,11 +154,12 @@ def _ops(beat: dict, field: str = "ops") -> dict[str, int]:
     return {k: int(got.get(k, 0)) for k in OPKINDS}
 
 
-def idle_columns(window: float, deadline, backoff: float, workers: int) -> dict[str, Any]:
+def idle_columns(window: float, deadline, workers: int) -> dict[str, Any]:
     """The idle-pool workload of every column at once (IDLE_ENV: a list of {"key", "spool",
-    "fsdir"}): one pool of `workers` workers on each new spool, no driver.  After `backoff`
-    seconds (the pools have gone cold), the request counts of each mount and each pool's
-    own counters (its heartbeats) are taken, then again `window` seconds later."""
+    "fsdir"}): one pool of `workers` workers on each new spool, no driver.  Once every
+    pool's backoff is over (Backoff), the request counts of each mount are taken, then again
+    `window` seconds later (IDLE_WINDOW); each pool's own counters from that beat to the one
+    `window` s later."""
     from farm.spool import Spool
     cols = json.loads(os.environ[IDLE_ENV])
     procs = {}
@@ -147,16 +177,27 @@ def idle_columns(window: float, deadline, backoff: float, workers: int) -> dict[
                 if procs[c["key"]].poll() is not None or time.monotonic() > deadline.end:
                     raise RuntimeError(f"the pool of {c['key']} did not start: see its log")
                 time.sleep(0.05)
-        if time.monotonic() + backoff + window > deadline.end:
+        if time.monotonic() + WARM_IDLE + COLD_BEAT + window > deadline.end:
             raise TimeoutError("the run's time limit is shorter than the backoff and window")
-        time.sleep(backoff)
+        backoffs = {c["key"]: Backoff() for c in cols}
+        while not all([backoffs[c["key"]].past(_beat(c["look"])) for c in cols]):
+            if time.monotonic() > deadline.end:
+                raise TimeoutError("the pools' backoff did not end within the run's time limit")
+            time.sleep(0.05)
         t0 = time.monotonic()
         first = {c["key"]: (_beat(c["look"]), counts(c["fsdir"]) if c["fsdir"] else None)
                  for c in cols}
         time.sleep(window)
         t1 = time.monotonic()
-        last = {c["key"]: (_beat(c["look"]), counts(c["fsdir"]) if c["fsdir"] else None)
-                for c in cols}
+        fs1 = {c["key"]: counts(c["fsdir"]) if c["fsdir"] else None for c in cols}
+        last = {}
+        for c in cols:  # (the beat of the window's end: its pool writes it at most ~1 s late)
+            b0 = first[c["key"]][0]
+            while (b := _beat(c["look"]))["_mtime"] - b0["_mtime"] < window - COLD_BEAT / 2:
+                if time.monotonic() > deadline.end:
+                    raise TimeoutError("no cold beat at the window's end")
+                time.sleep(0.05)
+            last[c["key"]] = (b, fs1[c["key"]])
         busy = [c["key"] for c in cols if int(last[c["key"]][0].get("busy") or 0)]
     finally:
         for p in procs.values():

@@ -33,6 +33,9 @@ from farm.pool.worker import Worker
 from farm.spool import FIRST, PoolWatch, Spool, fs, sign
 
 log = logging.getLogger("farm.pool")
+# Seconds between a pool's looks at tmp/ in its sweeps (a leftover there is removed once it
+# is an hour old: there is no hurry, and each look is a listing).
+TMP_SWEEP = 600.0
 
 
 class Pool:
@@ -110,6 +113,7 @@ class Pool:
             self._start(i)
         self.next_beat = 0.0
         self.next_sweep = time.monotonic() + self.sweep_period
+        self.next_tmp_sweep = 0.0
         try:
             while not self.stopping:
                 try:
@@ -179,19 +183,25 @@ class Pool:
         is watched by its RING predecessors, whatever their number) for death, and now and
         then sweeps for lost wakeups (on NFS, a promotion can miss a result not yet
         visible); the more pools, the less often each sweeps."""
-        ids, _ = self.spool.pool_ids()
+        ids, dead = self.spool.pool_ids()
         at = ids.index(self.id) if self.id in ids else -1
         ring = {ids[(at + k) % len(ids)] for k in range(1, RING + 1)} - {self.id} if ids else set()
         read_at = time.monotonic()
         for pool in self.watch.check(self.spool.read_heartbeats(sorted(ring)), read_at):
             log.warning("pool %s: pool %s went silent and was declared dead", self.id, pool)
+            dead.add(pool)
         if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
-            self._sweep()
+            self._sweep(dead, tmp=now >= self.next_tmp_sweep)
+            if now >= self.next_tmp_sweep:
+                self.next_tmp_sweep = now + TMP_SWEEP
 
-    def _sweep(self) -> None:
+    def _sweep(self, dead: set[str], tmp: bool) -> None:
+        # (not this pool's own worker directories: an idle pool's workers hold nothing,
+        # and a busy one's publish and drop their claims themselves)
+        own = [os.path.basename(self.spool.worker_dir(self.id, i)) for i in range(self.nworkers)]
         try:
-            counts = self.spool.sweep()
+            counts = self.spool.sweep(dead, skip=own, tmp=tmp)
         except (OSError, FarmError) as e:
             log.error("pool %s: sweep failed: %s", self.id, e)
             return

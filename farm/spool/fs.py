@@ -101,9 +101,11 @@ def rename(src: str, dst: str) -> None:
     _forget(dst)
 
 
-# Directories that names are linked into (result shards, above all), held open: a link
-# made relative to an open directory is looked up from there, so the server is not asked
-# again about the directories above it each time their cached entries expire.
+# Directories that names are linked into (result shards, above all) and the parents of
+# directories that are listed, held open: a name looked up relative to an open directory is
+# looked up from there, so the server is not asked again about the directories above it
+# each time their cached entries expire.  (The listed directory itself is opened afresh
+# each time: opening it is what makes an NFS client revalidate it, close-to-open.)
 _DIR_FDS: dict[str, int] = {}
 
 
@@ -120,6 +122,19 @@ def _dir_fd(path: str) -> int | None:
     return fd
 
 
+def _held_gone(parent: str, fd: int) -> bool:
+    """After a call relative to the held directory fd failed: is that directory gone (a
+    spool removed, perhaps made again at its path)?  Then it is forgotten (not closed:
+    another thread may be using it), and the caller tries again by path."""
+    try:
+        gone = os.fstat(fd).st_nlink == 0
+    except OSError:
+        gone = True  # (ESTALE, on NFS)
+    if gone:
+        _DIR_FDS.pop(parent, None)
+    return gone
+
+
 def _link(src: str, dst: str) -> None:
     parent, name = os.path.split(dst)
     fd = _dir_fd(parent)
@@ -128,16 +143,23 @@ def _link(src: str, dst: str) -> None:
             os.link(src, name, dst_dir_fd=fd)
             return
         except FileNotFoundError:
-            # src is gone, or the directory held open is (a spool removed, perhaps made
-            # again at its path): then it is forgotten (not closed: another thread may
-            # be using it), and either way the path decides.
-            try:
-                gone = os.fstat(fd).st_nlink == 0
-            except OSError:
-                gone = True  # (ESTALE, on NFS)
-            if gone:
-                _DIR_FDS.pop(parent, None)
+            _held_gone(parent, fd)  # (src is gone, or the directory: the path decides)
     os.link(src, dst)
+
+
+def _opendir(path: str) -> int | str:
+    """path opened as a directory for a listing, relative to its parent held open (an fd to
+    close), or path itself where that cannot be done."""
+    parent, name = os.path.split(path.rstrip("/"))
+    fd = _dir_fd(parent) if name not in ("", ".", "..") else None
+    if fd is None:
+        return path
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESTALE) and not _held_gone(parent, fd):
+            raise
+        return path
 
 
 def link(src: str, dst: str) -> None:
@@ -293,8 +315,13 @@ def scan(path: str) -> dict[str, int]:
     _through_cache(path)
     for attempt in range(STALE_TRIES):
         try:
-            with os.scandir(path) as it:
-                return {e.name: e.inode() for e in it}
+            d = _opendir(path)
+            try:
+                with os.scandir(d) as it:
+                    return {e.name: e.inode() for e in it}
+            finally:
+                if isinstance(d, int):
+                    os.close(d)
         except FileNotFoundError:
             return {}
         except OSError as e:
@@ -346,7 +373,12 @@ def _list(path: str) -> list[str]:
     t0 = time.perf_counter()
     for attempt in range(STALE_TRIES):
         try:
-            names = os.listdir(path)
+            d = _opendir(path)
+            try:
+                names = os.listdir(d)
+            finally:
+                if isinstance(d, int):
+                    os.close(d)
             break
         except FileNotFoundError:
             raise

@@ -310,8 +310,12 @@ class Recovery(Graph):
                 running = ""  # (a worker runs one task at a time: one is charged)
         return n
 
-    def sweep(self) -> dict[str, int]:
+    def sweep(self, dead: set[str] | None = None, skip: Iterable[str] = (),
+              tmp: bool = True) -> dict[str, int]:
         """Repair lost wakeups; safe to run anywhere, any time, by several processes at once.
+        dead: the pools declared dead, if the caller has just listed pools/; skip: worker
+        directories of claimed/ not to look in (the caller's own: its pool looks after
+        them); tmp: look at tmp/ too.
 
         - a waiting task whose deps are all settled is promoted (or failed);
         - claims still held under a pool declared dead are requeued (or failed);
@@ -331,8 +335,9 @@ class Recovery(Graph):
                 counts["cleared"] += 1
             elif self.try_promote(key):
                 counts["promoted"] += 1
-        dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
-        workers = fs.listdir(self.p("claimed"))
+        if dead is None:
+            dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
+        workers = [w for w in fs.listdir(self.p("claimed")) if w not in set(skip)]
         for w in workers:
             # The observer that declared the pool dead may itself have died half way.
             if w.rpartition(".")[0] in dead:
@@ -352,7 +357,7 @@ class Recovery(Graph):
                     counts["cleared"] += 1
                     self.settle_dependents(key)
         now = time.time()
-        for name in fs.listdir(self.p("tmp")):
+        for name in fs.listdir(self.p("tmp")) if tmp else ():
             st = fs.stat(self.p("tmp", name))
             if st and now - st.st_mtime > 3600 and fs.unlink(self.p("tmp", name)):
                 counts["tmp"] += 1
