@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
+import time
 import uuid
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import farm
 from farm import python_app
 from farm.errors import CorruptFile, SpoolError
-from farm.spool import DEP_FAILED, OK, Spool, records
+from farm.spool import DEP_FAILED, OK, Spool, fs, records
 from tests.conftest import eventually, spool_config
 
 CTX = mp.get_context("fork")
@@ -217,3 +219,40 @@ def test_kill_between_dep_failure_and_unlink_is_swept(tmp_path):
     spool.publish_result(t, {"status": DEP_FAILED, "failed_deps": ["ff" * 16]})
     assert spool.sweep()["cleared"] == 1
     assert os.listdir(spool.p("waiting")) == [] and spool.result_status(t) == DEP_FAILED
+
+
+def test_a_pool_sweep_leaves_its_own_claims_and_tmp_alone_when_told(tmp_path):
+    """A pool's sweep skips its own worker directories (it looks after them itself), and
+    looks at tmp/ only now and then; another caller's sweep does both."""
+    spool = Spool.create(tmp_path / "s")
+    mine, other = spool.worker_dir("me", 0), spool.worker_dir("you", 0)
+    for wdir in (mine, other):
+        k = uuid.uuid4().hex
+        _task(spool, k, [], "ready")
+        os.makedirs(wdir)
+        spool.claim(k, wdir)
+        spool.publish_result(k, {"status": OK})  # (its pool died before dropping the claim)
+    old = spool.p("tmp", "left.new")
+    open(old, "w").close()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    got = spool.sweep(set(), skip=[os.path.basename(mine)], tmp=False)
+    assert got["cleared"] == 1 and got["tmp"] == 0
+    assert len(os.listdir(mine)) == 1 and os.listdir(other) == [] and os.path.exists(old)
+    got = spool.sweep()
+    assert got["cleared"] == 1 and got["tmp"] == 1 and os.listdir(mine) == []
+
+
+def test_listings_follow_a_spool_removed_and_made_again_at_its_path(tmp_path):
+    """Listings go through the parent directory held open; a spool removed and made again
+    at the same path is listed as it is now, not as the directory held open was."""
+    path = tmp_path / "s"
+    spool = Spool.create(path)
+    k = uuid.uuid4().hex
+    _task(spool, k, [], "ready")
+    assert fs.listdir(spool.p("ready")) == [k]
+    shutil.rmtree(path)
+    again = Spool.create(path)
+    assert fs.listdir(again.p("ready")) == []
+    k2 = uuid.uuid4().hex
+    _task(again, k2, [], "ready")
+    assert fs.listdir(again.p("ready")) == [k2] and fs.scan(again.p("ready")).keys() == {k2}
