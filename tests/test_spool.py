@@ -222,8 +222,9 @@ def test_kill_between_dep_failure_and_unlink_is_swept(tmp_path):
 
 
 def test_a_pool_sweep_leaves_its_own_claims_and_tmp_alone_when_told(tmp_path):
-    """A pool's sweep skips its own worker directories (it looks after them itself), and
-    looks at tmp/ only now and then; another caller's sweep does both."""
+    """A pool's sweep skips the worker directories of pools with a heartbeat (each looks
+    after its own), and looks at tmp/ only now and then; another caller's sweep does
+    both."""
     spool = Spool.create(tmp_path / "s")
     mine, other = spool.worker_dir("me", 0), spool.worker_dir("you", 0)
     for wdir in (mine, other):
@@ -235,16 +236,17 @@ def test_a_pool_sweep_leaves_its_own_claims_and_tmp_alone_when_told(tmp_path):
     old = spool.p("tmp", "left.new")
     open(old, "w").close()
     os.utime(old, (time.time() - 7200, time.time() - 7200))
-    got = spool.sweep(set(), skip=[os.path.basename(mine)], tmp=False)
+    got = spool.sweep(set(), skip={"me"}, tmp=False)
     assert got["cleared"] == 1 and got["tmp"] == 0
     assert len(os.listdir(mine)) == 1 and os.listdir(other) == [] and os.path.exists(old)
-    got = spool.sweep()
-    assert got["cleared"] == 1 and got["tmp"] == 1 and os.listdir(mine) == []
+    spool.sweep({"me"}, skip={"me"}, tmp=False)  # (a pool declared dead is looked at)
+    assert os.listdir(mine) == [] and os.path.exists(old)
+    assert spool.sweep()["tmp"] == 1 and not os.path.exists(old)
 
 
 def test_listings_follow_a_spool_removed_and_made_again_at_its_path(tmp_path):
-    """Listings go through the parent directory held open; a spool removed and made again
-    at the same path is listed as it is now, not as the directory held open was."""
+    """A spool removed and made again at the same path is listed as it is now (no
+    directory of the old one is held open for it)."""
     path = tmp_path / "s"
     spool = Spool.create(path)
     k = uuid.uuid4().hex

@@ -192,16 +192,13 @@ class Pool:
             dead.add(pool)
         if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
-            self._sweep(dead, tmp=now >= self.next_tmp_sweep)
+            self._sweep(dead, set(ids) | {self.id}, tmp=now >= self.next_tmp_sweep)
             if now >= self.next_tmp_sweep:
                 self.next_tmp_sweep = now + TMP_SWEEP
 
-    def _sweep(self, dead: set[str], tmp: bool) -> None:
-        # (not this pool's own worker directories: an idle pool's workers hold nothing,
-        # and a busy one's publish and drop their claims themselves)
-        own = [os.path.basename(self.spool.worker_dir(self.id, i)) for i in range(self.nworkers)]
+    def _sweep(self, dead: set[str], live: set[str], tmp: bool) -> None:
         try:
-            counts = self.spool.sweep(dead, skip=own, tmp=tmp)
+            counts = self.spool.sweep(dead, skip=live, tmp=tmp)
         except (OSError, FarmError) as e:
             log.error("pool %s: sweep failed: %s", self.id, e)
             return

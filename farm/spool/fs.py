@@ -101,11 +101,9 @@ def rename(src: str, dst: str) -> None:
     _forget(dst)
 
 
-# Directories that names are linked into (result shards, above all) and the parents of
-# directories that are listed, held open: a name looked up relative to an open directory is
-# looked up from there, so the server is not asked again about the directories above it
-# each time their cached entries expire.  (The listed directory itself is opened afresh
-# each time: opening it is what makes an NFS client revalidate it, close-to-open.)
+# Directories that names are linked into (result shards, above all), held open: a link
+# made relative to an open directory is looked up from there, so the server is not asked
+# again about the directories above it each time their cached entries expire.
 _DIR_FDS: dict[str, int] = {}
 
 
@@ -145,21 +143,6 @@ def _link(src: str, dst: str) -> None:
         except FileNotFoundError:
             _held_gone(parent, fd)  # (src is gone, or the directory: the path decides)
     os.link(src, dst)
-
-
-def _opendir(path: str) -> int | str:
-    """path opened as a directory for a listing, relative to its parent held open (an fd to
-    close), or path itself where that cannot be done."""
-    parent, name = os.path.split(path.rstrip("/"))
-    fd = _dir_fd(parent) if name not in ("", ".", "..") else None
-    if fd is None:
-        return path
-    try:
-        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ESTALE) and not _held_gone(parent, fd):
-            raise
-        return path
 
 
 def link(src: str, dst: str) -> None:
@@ -315,13 +298,8 @@ def scan(path: str) -> dict[str, int]:
     _through_cache(path)
     for attempt in range(STALE_TRIES):
         try:
-            d = _opendir(path)
-            try:
-                with os.scandir(d) as it:
-                    return {e.name: e.inode() for e in it}
-            finally:
-                if isinstance(d, int):
-                    os.close(d)
+            with os.scandir(path) as it:
+                return {e.name: e.inode() for e in it}
         except FileNotFoundError:
             return {}
         except OSError as e:
@@ -373,12 +351,7 @@ def _list(path: str) -> list[str]:
     t0 = time.perf_counter()
     for attempt in range(STALE_TRIES):
         try:
-            d = _opendir(path)
-            try:
-                names = os.listdir(d)
-            finally:
-                if isinstance(d, int):
-                    os.close(d)
+            names = os.listdir(path)
             break
         except FileNotFoundError:
             raise

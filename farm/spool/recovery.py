@@ -313,9 +313,11 @@ class Recovery(Graph):
     def sweep(self, dead: set[str] | None = None, skip: Iterable[str] = (),
               tmp: bool = True) -> dict[str, int]:
         """Repair lost wakeups; safe to run anywhere, any time, by several processes at once.
-        dead: the pools declared dead, if the caller has just listed pools/; skip: worker
-        directories of claimed/ not to look in (the caller's own: its pool looks after
-        them); tmp: look at tmp/ too.
+        dead: the pools declared dead, if the caller has just listed pools/; skip: pools
+        whose worker directories in claimed/ are not looked in (a pool's sweep skips those
+        with a heartbeat: a live pool's manager gives back what a dead worker of its own
+        held, and a silent one is declared dead; so a sweep costs a few listings, not one
+        per worker of the machine); tmp: look at tmp/ too.
 
         - a waiting task whose deps are all settled is promoted (or failed);
         - claims still held under a pool declared dead are requeued (or failed);
@@ -337,7 +339,8 @@ class Recovery(Graph):
                 counts["promoted"] += 1
         if dead is None:
             dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
-        workers = [w for w in fs.listdir(self.p("claimed")) if w not in set(skip)]
+        skip = set(skip) - dead
+        workers = [w for w in fs.listdir(self.p("claimed")) if w.rpartition(".")[0] not in skip]
         for w in workers:
             # The observer that declared the pool dead may itself have died half way.
             if w.rpartition(".")[0] in dead:
