@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import time
 import uuid
@@ -258,3 +259,25 @@ def test_listings_follow_a_spool_removed_and_made_again_at_its_path(tmp_path):
     k2 = uuid.uuid4().hex
     _task(again, k2, [], "ready")
     assert fs.listdir(again.p("ready")) == [k2] and fs.scan(again.p("ready")).keys() == {k2}
+
+
+def test_a_process_holds_few_directories_open(tmp_path, monkeypatch):
+    """Links are made relative to directories held open, but not to directories named by
+    a key (one per task with dependents), and never more than a quarter of the file limit
+    allows: a long-lived driver keeps its descriptors."""
+    monkeypatch.setattr(fs, "_DIR_FDS", {})
+    src = tmp_path / "f"
+    src.write_text("x")
+    try:
+        for i in range(fs._HELD_CAP + 40):
+            for name in (f"{i:02x}", uuid.uuid4().hex):
+                d = tmp_path / name
+                d.mkdir()
+                fs.link(str(src), str(d / "l"))
+                assert (d / "l").exists()
+        assert len(fs._DIR_FDS) == fs._HELD_CAP
+        assert all(len(os.path.basename(p)) < 32 for p in fs._DIR_FDS)
+    finally:
+        for fd in fs._DIR_FDS.values():
+            os.close(fd)
+    assert fs._HELD_CAP <= resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4

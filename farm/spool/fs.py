@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import time
 from collections import Counter
 
@@ -107,9 +108,25 @@ def rename(src: str, dst: str) -> None:
 _DIR_FDS: dict[str, int] = {}
 
 
+def _held_cap() -> int:
+    """How many directories a process holds open at most: the spool's shard directories
+    (256 of a kind) and state directories, within a quarter of its file limit."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        soft = 1024
+    return min(320, (soft if soft > 0 else 1024) // 4)
+
+
+_HELD_CAP = _held_cap()
+
+
 def _dir_fd(path: str) -> int | None:
+    """path held open (O_PATH), or None.  Directories named by a key (deps/XX/KEY/: one
+    per task that has dependents) are not held: there are as many as tasks, each used a
+    few times."""
     fd = _DIR_FDS.get(path)
-    if fd is None and len(_DIR_FDS) < 1024:
+    if fd is None and len(_DIR_FDS) < _HELD_CAP and len(os.path.basename(path)) < 32:
         try:
             fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
