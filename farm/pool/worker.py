@@ -94,26 +94,33 @@ class Worker(BundleRunner):
             self.me.running = b""
 
     def _give_back(self) -> None:
-        try:
-            self.results.flush()  # (the outcomes of bundles that ran, before their claims)
-        except (OSError, FarmError):
-            self.results.drop()  # (their tasks go back with their bundle, and run again)
         self.slots.release_mine()  # (a task on several slots or nodes may have been cut
         try:                       # short: what it held goes back too)
             nodes.drop_reservations(self.spool, self.pool, self.index)
         except OSError:
             pass
         try:
+            # The outcomes of bundles that ran, before their claims go back (a claim's
+            # tasks that have a result are not entered again).  While that fails, the
+            # outcomes stay held and so do the claims: given back once they are published,
+            # so that no task that ran runs again because the filesystem failed for a while.
+            self.results.flush()
             self.spool.give_back_all(self.dir)
-        except OSError:
-            self.held = True  # still failing: the claims stay ours; we run them later
+        except (OSError, FarmError):
+            self.held = True  # still failing: _step tries again after IO_BACKOFF
 
     def _step(self, names: list[str], delay: float) -> tuple[list[str], float]:
         """Claim and run one task (and the dependents it makes runnable), or wait a little.
         Returns the names still to try and the next idle delay."""
-        if self.held:  # claims kept through an I/O error: run them first
-            for name in fs.listdir(self.dir):
-                self._run_chain(os.path.join(self.dir, name))
+        if self.held:  # kept through an I/O error: publish the outcomes, give back the rest
+            try:  # (an OSError goes to main(), which logs it and waits)
+                self.results.flush()
+                self.spool.give_back_all(self.dir)
+            except FarmError as e:
+                log.error("pool %s worker %d: %s; retrying in %ss", self.pool, self.index, e,
+                          IO_BACKOFF)
+                time.sleep(IO_BACKOFF)
+                return [], delay
             self.held = False
         if self.limits.draining():
             self._set_busy(False)
