@@ -88,11 +88,6 @@ class Results:
         with self.publish_lock:
             self._publish()
 
-    def drop(self) -> None:
-        with self.cond:
-            self.items, self.bundles, self.claims, self.size = [], set(), [], 0
-            self.after.clear()
-
     def settle(self, bundle: str) -> None:
         """Promote the dependents of bundle at the next flush (a task of it got a result
         some other way: a damaged record's failure)."""
