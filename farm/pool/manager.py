@@ -192,9 +192,10 @@ class Pool:
             dead.add(pool)
         if now >= self.next_sweep:
             self.next_sweep = now + self.sweep_period * max(1.0, len(ids) / 4)
-            self._sweep(dead, set(ids) | {self.id}, tmp=now >= self.next_tmp_sweep)
-            if now >= self.next_tmp_sweep:
+            tmp = now >= self.next_tmp_sweep
+            if tmp:
                 self.next_tmp_sweep = now + TMP_SWEEP
+            self._sweep(dead, set(ids) | {self.id}, tmp)
 
     def _sweep(self, dead: set[str], live: set[str], tmp: bool) -> None:
         try:

@@ -100,22 +100,24 @@ class Worker(BundleRunner):
         except OSError:
             pass
         try:
-            # The outcomes of bundles that ran, before their claims go back (a claim's
-            # tasks that have a result are not entered again).  While that fails, the
-            # outcomes stay held and so do the claims: given back once they are published,
-            # so that no task that ran runs again because the filesystem failed for a while.
-            self.results.flush()
-            self.spool.give_back_all(self.dir)
+            self._hand_back()
         except (OSError, FarmError):
             self.held = True  # still failing: _step tries again after IO_BACKOFF
+
+    def _hand_back(self) -> None:
+        """Publish the outcomes held, then give back the claims (a claim's tasks that have
+        a result are not entered again).  While this fails, the outcomes stay held and so do
+        the claims, so that no task that ran runs again because the filesystem failed for
+        a while."""
+        self.results.flush()
+        self.spool.give_back_all(self.dir)
 
     def _step(self, names: list[str], delay: float) -> tuple[list[str], float]:
         """Claim and run one task (and the dependents it makes runnable), or wait a little.
         Returns the names still to try and the next idle delay."""
         if self.held:  # kept through an I/O error: publish the outcomes, give back the rest
             try:  # (an OSError goes to main(), which logs it and waits)
-                self.results.flush()
-                self.spool.give_back_all(self.dir)
+                self._hand_back()
             except FarmError as e:
                 log.error("pool %s worker %d: %s; retrying in %ss", self.pool, self.index, e,
                           IO_BACKOFF)

@@ -115,7 +115,9 @@ def _held_cap() -> int:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (OSError, ValueError):
         soft = 1024
-    return min(320, (soft if soft > 0 else 1024) // 4)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 20
+    return min(320, soft // 4)
 
 
 _HELD_CAP = _held_cap()

@@ -79,14 +79,16 @@ class Recovery(Graph):
         ready/ or waiting/ before it is dropped, so the first listing of claimed/ sees it.
         claimed/ is listed anew the second time (a pool started meanwhile has its own
         directories)."""
+        def listed(dirs: list[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
+            for d, state in dirs:
+                yield from ((state, d, n) for n in fs.listdir(d) if is_entry(n))
+
         def claimed() -> list[tuple[str, str]]:
             return [(self.p("claimed", w), "running") for w in fs.listdir(self.p("claimed"))]
-        for dirs in (claimed, lambda: [(self.p("waiting"), "waiting"),
-                                       (self.p("ready"), "ready")], claimed):
-            for d, state in dirs():
-                for name in fs.listdir(d):
-                    if is_entry(name):
-                        yield state, d, name
+
+        yield from listed(claimed())
+        yield from listed([(self.p("waiting"), "waiting"), (self.p("ready"), "ready")])
+        yield from listed(claimed())  # (listed when the ones before are done)
 
     def entries(self) -> Iterator[tuple[str, str, list[str]]]:
         """(state, path, keys) of each entry in waiting/, ready/ and claimed/ (state
