@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import yaml
 
 import farm
 from farm import python_app
+from farm.executors import SpoolExecutor
 from farm.launchers import Launcher
+from farm.providers import LocalProvider
 from farm.spool import Spool
 from tests.conftest import eventually, run_script, spool_config
 
@@ -104,6 +107,46 @@ def test_graph_finishes_after_driver_is_killed(tmp_path):
     finally:
         driver.kill()
         _kill_pools(tmp_path / "spool")
+
+
+class SlowSubmit(LocalProvider):
+    """A provider whose block submission (sbatch on a busy cluster) takes until the test
+    lets it go on."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.asked, self.go = threading.Event(), threading.Event()
+
+    def submit(self, spool, command, block):
+        self.asked.set()
+        if not self.go.wait(60):
+            raise AssertionError("the test never let the block start")
+        return super().submit(spool, command, block)
+
+
+@python_app
+def twice(i):
+    return 2 * i
+
+
+def test_calls_reach_the_spool_while_a_block_is_slow_to_start(tmp_path, monkeypatch):
+    # A driver killed while sbatch is still busy must leave its calls on disk, where the
+    # pools find them: the writer does not wait for the block's start.
+    monkeypatch.chdir(tmp_path)
+    provider = SlowSubmit(init_blocks=1, max_blocks=1)
+    ex = SpoolExecutor(spool=tmp_path / "s", provider=provider, max_workers_per_node=1,
+                       idle_timeout=5, heartbeat_period=0.5)
+    farm.load(farm.Config(executors=[ex]))
+    futs = [twice(i) for i in range(40)]
+    try:
+        assert provider.asked.wait(30), "no block was asked for"
+        spool = Spool(tmp_path / "s")
+        eventually(lambda: len(spool.known_keys()[1]) == 40, 30, "the 40 calls in the spool")
+        assert not ex.blocks  # still in its sbatch
+    finally:
+        provider.go.set()
+    assert [f.result(60) for f in futs] == [2 * i for i in range(40)]
+    _kill_pools(tmp_path / "s")
 
 
 def test_driver_killed_at_random_moments_then_resumed(tmp_path):

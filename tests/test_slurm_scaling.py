@@ -117,6 +117,7 @@ DRIVER = textwrap.dedent("""
                                               init_blocks=2, max_blocks=2))
     farm.load(farm.Config(executors=[ex]))
     futs = [nap(i) for i in range(6)]
+    farm.flush()  # (on disk: the pools find them when this driver is gone)
     print("submitted", flush=True)
     print(sum(f.result() for f in futs))
 """)

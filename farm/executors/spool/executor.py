@@ -202,7 +202,9 @@ class SpoolExecutor:
             print(f"farm: writing the last {left} app calls to the spool", file=sys.stderr)
         run.writer.outbox.put(Stop())
         run.writer_thread.join()
-        run.stop.set()
+        if not run.upkeep.fenced:
+            run.upkeep.start_blocks()  # (tasks written: their pools go on without us)
+        run.upkeep.halt()
         for t in run.threads:
             t.join(5)
         if run.upkeep.fenced:

@@ -10,8 +10,10 @@ Two threads, so that neither delays the other or the collector:
   by them), and blocks are added while work exceeds the slots (farm.executors.scaling:
   one squeue, which may take seconds on a busy cluster).
 
-The writer thread calls ensure_blocks() when it queues a task: the first one starts the
-initial blocks.
+The writer thread calls want_blocks() when it queues a task: the first call wakes
+farm-scale, which starts the initial blocks.  The writer does not wait for sbatch (seconds
+on a busy cluster): the calls made meanwhile go on disk at once, where a dead driver's
+pools still find them.  A flush, and a driver that ends, wait for the start (start_blocks).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class Upkeep:
         self.fenced = False  # another driver took the spool over: see fence()
         self.slots = os.cpu_count() or 1  # worker slots of live pools (bundle sizing)
         self.busy = 0  # busy workers of live pools (the progress line)
-        self.blocks_started = False
-        # (blocks_started: the writer thread starts the blocks, farm-scale scales them)
+        self.blocks_wanted = False  # a task was queued (by the writer thread)
+        self.blocks_started = False  # the initial blocks were asked for (under lock)
+        self.wake = threading.Event()  # farm-scale: blocks are wanted, or stop is set
         self.lock = threading.Lock()
 
     @property
@@ -57,15 +60,28 @@ class Upkeep:
 
     # -- blocks -------------------------------------------------------------------------------
 
-    def ensure_blocks(self) -> None:
-        """Start the initial blocks when the first task is queued (not at load: a resumed
-        run whose work is all done needs no pool), counting pools already live."""
+    def want_blocks(self) -> None:
+        """A task is queued: the initial blocks are wanted (not at load: a resumed run
+        whose work is all done needs no pool).  farm-scale starts them."""
+        if not self.blocks_wanted:
+            self.blocks_wanted = True
+            self.wake.set()
+
+    def start_blocks(self) -> None:
+        """Start the initial blocks if they are wanted and not started yet, counting pools
+        already live.  Whoever comes second waits for the first (a flush must see them)."""
         with self.lock:
-            if self.blocks_started:
+            if not self.blocks_wanted or self.blocks_started:
                 return
             self.blocks_started = True
-        live = len(self.spool.live_pools())
-        self.scaler.add(max(0, min(self.provider.init_blocks, self.provider.max_blocks) - live))
+            try:
+                live = len(self.spool.live_pools())
+            except (OSError, SpoolError) as e:
+                log.warning("farm: cannot read the pools' heartbeats (%s): starting %d "
+                            "blocks", e, self.provider.init_blocks)
+                live = 0
+            self.scaler.add(max(0, min(self.provider.init_blocks,
+                                       self.provider.max_blocks) - live))
         self.give_up_if_broken()
 
     def give_up_if_broken(self) -> None:
@@ -76,11 +92,21 @@ class Upkeep:
 
     def scale_loop(self) -> None:
         """The loop of thread farm-scale, until stop is set."""
-        while not self.stop.wait(2.0):
+        while True:
+            self.wake.wait(2.0)
+            self.wake.clear()
+            if self.stop.is_set():
+                return
             try:
+                self.start_blocks()
                 self.watch_pools()
             except Exception:
                 log.exception("farm: error in the pool watcher (going on)")
+
+    def halt(self) -> None:
+        """Stop the threads (they end within their current step)."""
+        self.stop.set()
+        self.wake.set()
 
     def watch_pools(self) -> None:
         read_at = time.monotonic()
@@ -116,7 +142,7 @@ class Upkeep:
         """Another driver took over the spool while we were silent: stop, and fail what we
         were waiting for (the new driver owns those tasks now)."""
         self.fenced = True
-        self.stop.set()
+        self.halt()
         err = SpoolError(f"another driver took over spool {self.spool.path} while this one "
                          "was not heartbeating; this driver has stopped")
         print(f"farm: {err}", file=sys.stderr)

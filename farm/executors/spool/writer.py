@@ -110,6 +110,7 @@ class Writer:
                     case Stop():
                         return
                     case Flush(done):
+                        self.upkeep.start_blocks()  # (a flushed task has its blocks asked for)
                         done.set()  # all before is written
                     case Submit():
                         self._write_one(item)
@@ -196,7 +197,7 @@ class Writer:
         for key, header, _ in items:
             if header.get("bundle") and key not in existed:
                 self.pending.bundle_of[key] = header["bundle"]
-        self.upkeep.ensure_blocks()
+        self.upkeep.want_blocks()
         for key in existed:  # (in the spool already, though not visible here at first)
             self._attach(tasks[key], {}, True)
         if outside and not existed:
@@ -252,7 +253,7 @@ class Writer:
                 rerun = key in reran  # (not if its payload was gone: submitted afresh below)
         self.pending.add(key, task.future)
         if rerun:
-            self.upkeep.ensure_blocks()
+            self.upkeep.want_blocks()
             if task.deps:
                 self._backstop(task)  # (rerun's own promotion reads results: a hint)
             return
@@ -272,7 +273,7 @@ class Writer:
             return
         if new:
             self.stats["submitted"] += 1
-            self.upkeep.ensure_blocks()
+            self.upkeep.want_blocks()
             if not ready:
                 self._index_deps(task, done)
         else:
@@ -288,13 +289,13 @@ class Writer:
         if self.spool.is_orphan(task.key):
             self._enqueue(task, done, ready)
         else:
-            self.upkeep.ensure_blocks()  # queued by an earlier driver: make sure pools run it
+            self.upkeep.want_blocks()  # queued by an earlier driver: make sure pools run it
             if task.deps:
                 self._backstop(task)  # (it may wait for dependencies done before)
 
     def _enqueue(self, task: TaskRecord, done: dict[str, bool], ready: bool) -> None:
         """Enter an existing payload in its state (an orphan: see Spool.is_orphan)."""
-        self.upkeep.ensure_blocks()
+        self.upkeep.want_blocks()
         # (the priority its payload was written with: an entry of another name would be a
         # second entry of the same task, if one exists that this node cannot see yet)
         try:
