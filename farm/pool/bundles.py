@@ -175,7 +175,9 @@ class BundleRunner(TaskRunner):
 
     def _run_bundle(self, path: str, attempt: int, t_claimed: float, bid: str,
                     recs: list[tuple[str, bytes]]) -> None:
-        start = time.monotonic()
+        # Seconds spent running the tasks so far: what the rest is judged by (not the time
+        # spent waiting for results to be published, which a split would not shorten).
+        ran = 0.0
         done: set[str] = set()  # keys with an outcome, or given back one by one
         failed: set[str] = set()  # keys of this bundle that did not succeed here
         tasks: list[tuple[str, tuple[dict[str, Any], bytes] | CorruptFile]] = []
@@ -194,7 +196,7 @@ class BundleRunner(TaskRunner):
             # chain's next task waits for this one anyway: no split)
             if self.limits.draining() or self.slots.lent() or (
                     i and len(recs) - i > 1 and not inside[key]
-                    and self._split((time.monotonic() - start) / i * (len(recs) - i))):
+                    and self._split(ran / i * (len(recs) - i))):
                 self.results.flush()
                 self.spool.give_back(path, attempt=attempt, skip=done)
                 return
@@ -213,7 +215,9 @@ class BundleRunner(TaskRunner):
                 self.results.add(key, self.spool.dep_failed_head(header["name"], bad), b"", bid,
                                  inside[key])
                 continue
+            t_run = time.monotonic()
             outcome = self.run_one(path, key, attempt, header, body)
+            ran += time.monotonic() - t_run
             if outcome is None:
                 # It went back to ready/ by itself: the rest goes too, so that no later
                 # requeue of this bundle can enter it a second time.
