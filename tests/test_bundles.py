@@ -3,13 +3,17 @@ The crash and requeue paths keep each task's own attempt count and publish each 
 
 from __future__ import annotations
 
+import operator
 import os
 import queue
 import subprocess
+import sys
 import textwrap
 import threading
+import time
 import uuid
 
+import cloudpickle
 import pytest
 
 import farm
@@ -163,6 +167,60 @@ def test_a_result_batch_with_a_loser_gives_notices_to_the_winners_only(tmp_path)
     assert spool.read_result(keys[1])[1] == b"first"
     assert spool.read_result(keys[2])[1] == b"v2"
     assert [k for k, _ in spool.read_notice(keys[0])] == [keys[0]]
+
+
+def test_a_large_result_batch_goes_out_in_several_files_each_key_once(tmp_path):
+    from farm.spool.results import LINK_FILE, LINK_FILES
+    spool = Spool.create(tmp_path / "s")
+    n = LINK_FILE * LINK_FILES + 5
+    keys = [uuid.uuid4().hex for _ in range(n)]
+    first = {keys[3], keys[-1]}  # losers in the first file and in the last
+    for k in first:
+        assert spool.publish_result(k, {"status": OK}, b"first")
+    won = spool.publish_results([(k, {"status": OK}, f"v{i}".encode())
+                                 for i, k in enumerate(keys)])
+    assert won == [k for k in keys if k not in first]
+    for i, k in enumerate(keys):
+        assert spool.read_result(k)[1] == (b"first" if k in first else f"v{i}".encode())
+    # The driver's notices: several files (the links of one file wait for each other),
+    # each winner in exactly one, and the earlier results' own.
+    noticed = [k for name in spool.notices() for k, _ in spool.read_notice(name)]
+    assert sorted(noticed) == sorted(keys)
+    assert len([name for name in spool.notices() if is_bundle(name)]) == LINK_FILES - 2
+    assert os.listdir(spool.p("tmp")) == []  # the files with a loser left tmp/ too
+
+
+def test_a_bundle_is_not_split_for_the_time_its_results_wait_to_be_published(
+        tmp_path, monkeypatch):
+    # A worker whose results wait for a slow filesystem (a backlog, Results.add) judges
+    # the rest of its bundle by the time its tasks ran: giving the rest back one entry per
+    # task would cost a link and a claim each, and publish no faster.
+    from farm.pool import Worker
+    from farm.pool.bundles import SPLIT_ALWAYS, Results
+    spool = Spool.create(tmp_path / "s")
+    spool.put_app("negate", {"name": "negate", "python": sys.version.split()[0]},
+                  cloudpickle.dumps(operator.neg))
+    keys = [uuid.uuid4().hex for _ in range(8)]
+    assert spool.put_bundle([(k, {"key": k, "name": "negate", "kind": "python",
+                                  "app": "negate", "deps": []}, cloudpickle.dumps(((i,), {})))
+                             for i, k in enumerate(keys)]) == []
+    (bundle,) = spool.ready_names()
+    worker = Worker(spool.path, "w", 0, 1)  # (one worker: the rest goes back past 2 s)
+    worker.spool, worker.dir = spool, spool.worker_dir("w", 0)
+    worker.results = Results(spool)
+    worker.output.open(spool.path)
+    os.mkdir(worker.dir)
+    real = Results.add
+
+    def waits(self, *args, **kwargs):
+        time.sleep(SPLIT_ALWAYS / 4)  # as the worker does with a backlog
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Results, "add", waits)
+    worker.run(spool.claim(bundle, worker.dir))
+    worker.results.flush()
+    assert spool.ready_names() == []  # nothing given back
+    assert [cloudpickle.loads(spool.read_result(k)[1]) for k in keys] == [-i for i in range(8)]
 
 
 def test_a_bundled_task_without_result_or_entry_is_an_orphan(tmp_path):

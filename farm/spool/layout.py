@@ -354,22 +354,24 @@ LINKERS = 8  # links of one batch in flight at once (_link_each)
 _linkers: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _link_each(src: str, dsts: list[str]) -> list[OSError | None]:
-    """_link_into(src, dst) for each dst, up to LINKERS at a time: on a network
+def _link_each(pairs: list[tuple[str, str]]) -> list[OSError | None]:
+    """_link_into(src, dst) for each pair, up to LINKERS at a time: on a network
     filesystem each link is a round trip to the metadata server, which serves several at
-    once.  Returns each link's error (FileExistsError: the name existed), or None."""
+    once (links from one file wait for each other: the kernel holds the file's inode lock
+    over the round trip).  Returns each link's error (FileExistsError: the name existed),
+    or None."""
     global _linkers
     if _linkers is None or _linkers[0] != os.getpid():  # (a pool's worker: after its fork)
         _linkers = (os.getpid(), ThreadPoolExecutor(LINKERS, thread_name_prefix="farm-link"))
 
-    def one(dst: str) -> OSError | None:
+    def one(pair: tuple[str, str]) -> OSError | None:
         try:
-            _link_into(src, dst)
+            _link_into(*pair)
         except OSError as e:
             return e
         return None
 
-    return list(_linkers[1].map(one, dsts))
+    return list(_linkers[1].map(one, pairs))
 
 
 def _yaml(data: bytes | None) -> Any:

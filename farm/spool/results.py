@@ -25,6 +25,10 @@ from farm.spool.layout import (
     new_bundle_id,
 )
 
+# A batch of independent outcomes is written as up to LINK_FILES files of at least
+# LINK_FILE records, so that the links of several files overlap.
+LINK_FILE, LINK_FILES = 32, 4
+
 
 class Results(Layout):
     def publish_result(self, key: str, header: dict[str, Any], body: bytes = b"") -> bool:
@@ -35,14 +39,15 @@ class Results(Layout):
     def publish_results(self, batch: list[tuple[str, dict[str, Any], bytes]],
                         after: Mapping[str, Iterable[str]] | None = None,
                         lost: set[str] | None = None) -> list[str]:
-        """Publish outcomes with one file (one record, or several as a bundle): linked to
-        results/XX/KEY per key (each link decides for its key: EEXIST means a racing pool
-        won, and that outcome is dropped), then renamed into notices/ as one notice (the
-        same inode as the results).  For R results, 1 + 2/R operations each, and the driver
-        reads them with one open.  Returns the keys published.
+        """Publish outcomes with one file (one record, or several as a bundle; a large batch
+        with a few: LINK_FILE): linked to results/XX/KEY per key (each link decides for its
+        key: EEXIST means a racing pool won, and that outcome is dropped), then renamed into
+        notices/ as one notice (the same inode as the results).  For R results in a file,
+        1 + 2/R operations each, and the driver reads them with one open.  Returns the keys
+        published.
 
-        If some key already had a result, the file holds an outcome that lost: it is not a
-        notice then; each winner gets notices/KEY (a link to the file) instead.  A kill -9
+        If some key already had a result, its file holds an outcome that lost: it is not a
+        notice then; each winner in it gets notices/KEY (a link to the file) instead.  A kill -9
         after some links leaves results without a notice (the driver's periodic check of
         pending keys finds them) and tasks without a result (their claim is still held, and
         is requeued).
@@ -53,18 +58,32 @@ class Results(Layout):
         published either (the run that won publishes its own), so that a chain's results
         all come from one run of it."""
         recs = [(k, records.encode("RESULT", {"key": k, **h}, b, self.key)) for k, h, b in batch]
-        if len(recs) == 1:
-            notice, tmp, data = recs[0][0], self.tmp(), recs[0][1]
-        else:
-            notice = new_bundle_id(len(recs))
-            tmp, data = self.p("tmp", f"{notice}.results"), records.encode_bundle(
-                notice, "RESULT", recs)
-        fs.create(tmp, data)
-        won = []
-        # Links of independent outcomes go out several at a time (a chain's in order:
-        # whether one is published depends on the one before).
-        errors = (_link_each(tmp, [self.result_path(k) for k, _, _ in batch])
-                  if len(batch) >= 8 and not after else None)
+        # Independent outcomes go out several links at a time, from several files: links
+        # from one file wait for each other (_link_each).  A chain's go in order, from one
+        # file: whether one is published depends on the one before.
+        n = len(recs)
+        parallel = n >= 8 and not after
+        size = -(-n // max(1, min(LINK_FILES, n // LINK_FILE))) if parallel else n
+        files: list[tuple[str, str, range]] = []  # (notice, tmp, indices of its records)
+        try:
+            for lo in range(0, n, size):
+                part = range(lo, min(n, lo + size))
+                if len(part) == 1:
+                    notice, tmp, data = recs[lo][0], self.tmp(), recs[lo][1]
+                else:
+                    notice = new_bundle_id(len(part))
+                    tmp, data = self.p("tmp", f"{notice}.results"), records.encode_bundle(
+                        notice, "RESULT", recs[part.start:part.stop])
+                fs.create(tmp, data)
+                files.append((notice, tmp, part))
+        except OSError:
+            for _, tmp, _ in files:
+                fs.unlink(tmp)
+            raise
+        src = [tmp for _, tmp, part in files for _ in part]
+        errors = (_link_each([(src[i], self.result_path(k)) for i, (k, _) in enumerate(recs)])
+                  if parallel else None)
+        won: list[str] = []
         try:
             for i, (key, header, _) in enumerate(batch):
                 try:
@@ -74,7 +93,7 @@ class Results(Layout):
                     elif lost is not None and after and lost.intersection(after.get(key, ())):
                         raise FileExistsError(key)  # (not ours to publish)
                     else:
-                        _link_into(tmp, self.result_path(key))
+                        _link_into(src[i], self.result_path(key))
                 except FileExistsError:
                     if lost is not None:
                         lost.add(key)
@@ -83,13 +102,18 @@ class Results(Layout):
                 if header.get("status") == OK:
                     self._status[key] = OK
         except OSError:
-            if not won:
-                fs.unlink(tmp)  # (a partial file must not stay behind: ENOSPC, EROFS...)
+            mine = set(won)
+            for _, tmp, part in files:  # (a partial file must not stay behind: ENOSPC...)
+                if not any(recs[i][0] in mine for i in part):
+                    fs.unlink(tmp)
             raise
-        if len(won) == len(batch):
-            fs.rename(tmp, self.notice_path(notice))
-        else:
-            self._enter_notices(tmp, won)
+        mine = set(won)
+        for notice, tmp, part in files:
+            keys = [recs[i][0] for i in part if recs[i][0] in mine]
+            if len(keys) == len(part):
+                fs.rename(tmp, self.notice_path(notice))
+            else:
+                self._enter_notices(tmp, keys)
         return won
 
     def _enter_notices(self, src: str, keys: list[str]) -> None:
