@@ -63,7 +63,7 @@ class Results(Layout):
         # file: whether one is published depends on the one before.
         n = len(recs)
         parallel = n >= 8 and not after
-        size = -(-n // max(1, min(LINK_FILES, n // LINK_FILE))) if parallel else n
+        size = -(-n // max(1, min(LINK_FILES, n // LINK_FILE))) if parallel else max(1, n)
         files: list[tuple[str, str, range]] = []  # (notice, tmp, indices of its records)
         try:
             for lo in range(0, n, size):
