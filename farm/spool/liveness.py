@@ -69,12 +69,6 @@ class Liveness(Recovery):
     def pools(self) -> list[dict[str, Any]]:
         return self.heartbeats(with_age=True)
 
-    def pool_ids(self) -> tuple[list[str], set[str]]:
-        """The pools with a heartbeat (sorted) and those declared dead: one listdir."""
-        names = fs.listdir(self.p("pools"))
-        return (sorted(n[:-5] for n in names if n.endswith(".yaml")),
-                {n[:-5] for n in names if n.endswith(".dead")})
-
     def read_heartbeats(self, pools: Iterable[str]) -> list[dict[str, Any]]:
         """The heartbeat records of the given pools (those still readable)."""
         out = []

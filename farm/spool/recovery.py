@@ -38,6 +38,12 @@ CRASH_RETRIES = 2
 
 
 class Recovery(Graph):
+    def pool_ids(self) -> tuple[list[str], set[str]]:
+        """The pools with a heartbeat (sorted) and those declared dead: one listdir."""
+        names = fs.listdir(self.p("pools"))
+        return (sorted(n[:-5] for n in names if n.endswith(".yaml")),
+                {n[:-5] for n in names if n.endswith(".dead")})
+
     def is_orphan(self, key: str) -> bool:
         """True if the payload exists but no state entry links to it and it has no result:
         a driver died between publishing the payload and enqueueing it.
@@ -340,7 +346,7 @@ class Recovery(Graph):
             elif self.try_promote(key):
                 counts["promoted"] += 1
         if dead is None:
-            dead = {n[:-5] for n in fs.listdir(self.p("pools")) if n.endswith(".dead")}
+            dead = self.pool_ids()[1]
         skip = set(skip) - dead
         workers = [w for w in fs.listdir(self.p("claimed")) if w.rpartition(".")[0] not in skip]
         for w in workers:
