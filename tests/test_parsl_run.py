@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from tests.conftest import about_pi
+
 T = 120
 
 # Parsl's tutorial (its configuration and its first apps: hello, pi, files), as a Parsl
@@ -168,7 +170,8 @@ def run(argv: list[str], cwd, timeout: float = T) -> subprocess.CompletedProcess
 def check_tutorial(r: subprocess.CompletedProcess, cwd) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[:3] == ["Hello World (Python)", "Hello World (Bash)", "pi is about 3.1"]
+    assert lines[:2] == ["Hello World (Python)", "Hello World (Bash)"]
+    assert about_pi(lines[2])
     assert 25 <= int(lines[3].split()[1]) <= 50  # five numbers in 5..10
     assert len((cwd / "all.txt").read_text().split()) == 5
 
